@@ -1,0 +1,328 @@
+#include "cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "macro.h"
+#include "rpc_client.h"
+
+/* Global flags, accepted at any level before or after the command words. */
+static const struct flag global_flags[] = {
+	{"data-dir", 0, FLAG_STRING, "DIR", "data directory of the daemon to talk to",
+	 "~/.sistemo"},
+	{"output", 'o', FLAG_STRING, "FORMAT", "output format: text or json", "text"},
+	{"help", 'h', FLAG_BOOL, NULL, "show help for the command", NULL},
+	{0},
+};
+
+static bool
+name_matches(const struct cmd *c, const char *word)
+{
+	if (streq(c->name, word))
+		return true;
+	for (const char *const *a = c->aliases; a && *a; a++)
+		if (streq(*a, word))
+			return true;
+	return false;
+}
+
+static const struct cmd *
+find_sub(const struct cmd *c, const char *word)
+{
+	for (const struct cmd *s = c->subs; s && s->name; s++)
+		if (name_matches(s, word))
+			return s;
+	return NULL;
+}
+
+static int
+flag_index(const struct flag *flags, const char *name, char shorthand)
+{
+	for (int i = 0; flags && flags[i].name; i++)
+		if ((name && streq(flags[i].name, name)) || (shorthand && flags[i].shorthand == shorthand))
+			return i;
+	return -1;
+}
+
+struct parse_state {
+	struct cli *cli;
+	struct cmd_args *a;
+	char path[256]; /* "sistemo machine deploy" */
+	char *pos[64];
+	size_t n_pos;
+	bool help;
+};
+
+static int
+set_global(struct parse_state *ps, int gi, const char *value, struct err *err)
+{
+	const char *name = global_flags[gi].name;
+
+	if (streq(name, "help"))
+		ps->help = true;
+	else if (streq(name, "data-dir"))
+		ps->cli->data_dir = value;
+	else if (streq(value, "json"))
+		ps->cli->output = OUTPUT_JSON;
+	else if (streq(value, "text"))
+		ps->cli->output = OUTPUT_TEXT;
+	else
+		return err_set(err, ERR_INVALID, "output", EINVAL,
+			       "--output: unknown format '%s': use text or json", value);
+	return 0;
+}
+
+static int
+add_list_values(struct cmd_args *a, int fi, const char *value, struct err *err)
+{
+	char *copy = strdup(value);
+
+	if (!copy)
+		return err_set(err, ERR_INTERNAL, NULL, ENOMEM, "out of memory");
+	/* The copies live as long as the process: a CLI run parses once. */
+	for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		if (a->n_lists[fi] == ARRAY_SIZE(a->lists[fi]))
+			return err_set(err, ERR_INVALID, a->cmd->flags[fi].name, E2BIG,
+				       "--%s: at most %zu values", a->cmd->flags[fi].name,
+				       ARRAY_SIZE(a->lists[fi]));
+		a->lists[fi][a->n_lists[fi]++] = tok;
+	}
+	return 0;
+}
+
+/* Handles one "--name[=value]" or "-x [value]" word; *i advances past a consumed value. */
+static int
+parse_flag(struct parse_state *ps, int argc, char **argv, int *i, struct err *err)
+{
+	const char *word = argv[*i], *value = NULL;
+	char name[64] = "";
+	char shorthand = 0;
+
+	if (word[1] == '-') {
+		size_t n = strcspn(word + 2, "=");
+		snprintf(name, sizeof(name), "%.*s", (int)n, word + 2);
+		value = word[2 + n] == '=' ? word + 3 + n : NULL;
+	} else {
+		shorthand = word[1];
+		value = word[2] ? word + 2 : NULL;
+	}
+	const struct flag *flags = ps->a->cmd->flags;
+	int fi = flag_index(flags, shorthand ? NULL : name, shorthand);
+	int gi = fi < 0 ? flag_index(global_flags, shorthand ? NULL : name, shorthand) : -1;
+	const struct flag *f = fi >= 0 ? &flags[fi] : gi >= 0 ? &global_flags[gi] : NULL;
+	if (!f)
+		return err_set(err, ERR_INVALID, NULL, EINVAL,
+			       "unknown flag '%s' for '%s' (see '%s --help')", word, ps->path,
+			       ps->path);
+	if (f->type == FLAG_BOOL) {
+		if (value && !streq(value, "true") && !streq(value, "false"))
+			return err_set(err, ERR_INVALID, f->name, EINVAL,
+				       "--%s takes no value (got '%s')", f->name, value);
+		value = value && streq(value, "false") ? NULL : "1";
+	} else if (!value) {
+		if (*i + 1 >= argc)
+			return err_set(err, ERR_INVALID, f->name, EINVAL, "--%s needs a value (%s)",
+				       f->name, f->value_name ? f->value_name : "VALUE");
+		value = argv[++*i];
+	}
+	if (gi >= 0)
+		return set_global(ps, gi, value, err);
+	ps->a->values[fi] = value;
+	return f->type == FLAG_LIST && value ? add_list_values(ps->a, fi, value, err) : 0;
+}
+
+static void
+path_append(struct parse_state *ps, const char *name)
+{
+	size_t n = strlen(ps->path);
+
+	snprintf(ps->path + n, sizeof(ps->path) - n, "%s%s", n ? " " : "", name);
+}
+
+static int
+parse(struct parse_state *ps, int argc, char **argv, struct err *err)
+{
+	bool raw = false;
+
+	for (int i = 1; i < argc; i++) {
+		const char *w = argv[i];
+		if (raw || w[0] != '-' || w[1] == '\0') {
+			const struct cmd *sub = ps->n_pos == 0 ? find_sub(ps->a->cmd, w) : NULL;
+			if (sub) {
+				ps->a->cmd = sub;
+				path_append(ps, sub->name);
+				continue;
+			}
+			if (ps->n_pos == ARRAY_SIZE(ps->pos))
+				return err_set(err, ERR_INVALID, NULL, E2BIG, "too many arguments");
+			ps->pos[ps->n_pos++] = argv[i];
+			raw = raw || ps->a->cmd->raw_args;
+		} else if (streq(w, "--")) {
+			raw = true;
+		} else if (parse_flag(ps, argc, argv, &i, err) < 0) {
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+const char *
+cli_flag(const struct cmd_args *a, const char *name)
+{
+	int i = flag_index(a->cmd->flags, name, 0);
+
+	return i >= 0 ? a->values[i] : NULL;
+}
+
+bool
+cli_flag_set(const struct cmd_args *a, const char *name)
+{
+	return cli_flag(a, name) != NULL;
+}
+
+size_t
+cli_flag_list(const struct cmd_args *a, const char *name, const char *const **ret)
+{
+	int i = flag_index(a->cmd->flags, name, 0);
+
+	if (i < 0)
+		return 0;
+	*ret = a->lists[i];
+	return a->n_lists[i];
+}
+
+struct rpc_client *
+cli_client(struct cli *cli, struct err *err)
+{
+	if (cli->client)
+		return cli->client;
+	if (paths_init(&cli->paths, cli->data_dir, err) < 0)
+		return NULL;
+	if (rpc_client_open(cli->paths.url, &cli->client, err) < 0)
+		return NULL;
+	return cli->client;
+}
+
+int
+cli_fail(struct cli *cli, const struct err *err)
+{
+	fprintf(stderr, "%s: %s\n", cli->prog, err->msg[0] ? err->msg : err_code_name(err->code));
+	return err_exit_status(err->code);
+}
+
+static void
+help_flags(const struct flag *flags, const char *title, FILE *f)
+{
+	if (!flags || !flags[0].name)
+		return;
+	fprintf(f, "\n%s:\n", title);
+	for (const struct flag *fl = flags; fl->name; fl++) {
+		char left[64];
+		snprintf(left, sizeof(left), "%s%c%s--%s %s", fl->shorthand ? "-" : "",
+			 fl->shorthand ? fl->shorthand : ' ', fl->shorthand ? "," : " ", fl->name,
+			 fl->value_name ? fl->value_name : "");
+		fprintf(f, "  %-28s %s%s%s%s%s\n", fl->shorthand ? left : left + 2, fl->help,
+			fl->def ? " (default " : "", fl->def ? fl->def : "", fl->def ? ")" : "",
+			fl->type == FLAG_LIST ? " [repeatable]" : "");
+	}
+}
+
+static void
+help_subs(const struct cmd *cmd, FILE *f)
+{
+	fprintf(f, "\nCommands:\n");
+	for (const struct cmd *s = cmd->subs; s->name; s++) {
+		char names[64];
+		size_t n = (size_t)snprintf(names, sizeof(names), "%s", s->name);
+		for (const char *const *a = s->aliases; a && *a && n < sizeof(names); a++)
+			n += (size_t)snprintf(names + n, sizeof(names) - n, ", %s", *a);
+		if (!s->hidden)
+			fprintf(f, "  %-22s %s\n", names, s->summary);
+	}
+}
+
+void
+cli_help(const struct cmd *cmd, const char *path, FILE *f)
+{
+	fprintf(f, "%s\n\nUsage:\n  %s%s%s%s\n", cmd->summary, path, cmd->usage ? " " : "",
+		cmd->usage ? cmd->usage : "", cmd->subs ? " <command>" : "");
+	if (cmd->aliases && cmd->aliases[0]) {
+		fprintf(f, "\nAliases: %s", cmd->name);
+		for (const char *const *a = cmd->aliases; *a; a++)
+			fprintf(f, ", %s", *a);
+		fprintf(f, "\n");
+	}
+	if (cmd->description)
+		fprintf(f, "\n%s\n", cmd->description);
+	if (cmd->subs)
+		help_subs(cmd, f);
+	help_flags(cmd->flags, "Flags", f);
+	help_flags(global_flags, "Global flags", f);
+	if (cmd->examples)
+		fprintf(f, "\nExamples:\n%s", cmd->examples);
+	if (cmd->subs)
+		fprintf(f, "\nRun '%s <command> --help' for more about a command.\n", path);
+}
+
+static int
+check_args(struct parse_state *ps, struct err *err)
+{
+	const struct cmd *c = ps->a->cmd;
+
+	if (ps->n_pos < c->min_args)
+		return err_set(err, ERR_INVALID, NULL, EINVAL, "'%s' needs %s%s (usage: %s %s)",
+			       ps->path, c->min_args == 1 ? "an argument" : "more arguments",
+			       "", ps->path, c->usage ? c->usage : "");
+	if (ps->n_pos > c->max_args && !c->raw_args)
+		return err_set(err, ERR_INVALID, NULL, EINVAL,
+			       "'%s' takes at most %u argument%s, got %zu ('%s' is extra)", ps->path,
+			       c->max_args, c->max_args == 1 ? "" : "s", ps->n_pos,
+			       ps->pos[c->max_args]);
+	return 0;
+}
+
+static int
+run_parsed(struct cli *cli, struct parse_state *ps)
+{
+	struct err err = {0};
+	const struct cmd *c = ps->a->cmd;
+
+	if (ps->help || (!c->run && c->subs)) {
+		if (!ps->help && ps->n_pos > 0) {
+			fprintf(stderr, "%s: unknown command '%s' for '%s'\n\n", cli->prog,
+				ps->pos[0], ps->path);
+			cli_help(c, ps->path, stderr);
+			return 2;
+		}
+		cli_help(c, ps->path, stdout);
+		return 0;
+	}
+	if (check_args(ps, &err) < 0)
+		return cli_fail(cli, &err);
+	ps->a->pos = ps->pos;
+	ps->a->n_pos = ps->n_pos;
+	return c->run(cli, ps->a);
+}
+
+int
+cli_main(int argc, char **argv)
+{
+	struct cli cli = {.prog = "sistemo", .stdout_tty = isatty(1)};
+	struct cmd_args a = {.cmd = &cli_root};
+	struct parse_state ps = {.cli = &cli, .a = &a};
+	struct err err = {0};
+
+	path_append(&ps, cli.prog);
+	if (parse(&ps, argc, argv, &err) < 0) {
+		int status = cli_fail(&cli, &err);
+		return status;
+	}
+	int status = run_parsed(&cli, &ps);
+	rpc_client_close(cli.client);
+	fflush(stdout);
+	return status;
+}

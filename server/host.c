@@ -1,0 +1,194 @@
+#include "host.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "macro.h"
+
+extern char **environ;
+
+int
+host_find_binary(const char *name, const char *data_dir, char *out, size_t size)
+{
+	const char *path = getenv("PATH");
+
+	if (data_dir) {
+		snprintf(out, size, "%s/bin/%s", data_dir, name);
+		if (access(out, X_OK) == 0)
+			return 0;
+	}
+	if (!path || !*path)
+		path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+	for (const char *p = path; *p;) {
+		size_t n = strcspn(p, ":");
+		if (n > 0 && snprintf(out, size, "%.*s/%s", (int)n, p, name) < (int)size &&
+		    access(out, X_OK) == 0)
+			return 0;
+		p += n + (p[n] == ':');
+	}
+	out[0] = '\0';
+	return -ENOENT;
+}
+
+bool
+host_kvm_usable(char *why, size_t size)
+{
+	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+
+	if (fd >= 0) {
+		close(fd);
+		snprintf(why, size, "kvm");
+		return true;
+	}
+	snprintf(why, size, "/dev/kvm: %s", strerror(errno));
+	return false;
+}
+
+/* First line of `binary --version`, bounded in size and time (the binary is trusted: root's). */
+static void
+binary_version(const char *binary, char *out, size_t size)
+{
+	int pipefd[2];
+	pid_t pid;
+	posix_spawn_file_actions_t fa;
+	char *argv[] = {(char *)binary, "--version", NULL};
+	char buf[512] = "";
+
+	out[0] = '\0';
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		return;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+	int r = posix_spawn(&pid, binary, &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(pipefd[1]);
+	if (r == 0) {
+		ssize_t n = read(pipefd[0], buf, sizeof(buf) - 1);
+		buf[n > 0 ? n : 0] = '\0';
+		waitpid(pid, NULL, 0);
+	}
+	close(pipefd[0]);
+	buf[strcspn(buf, "\n")] = '\0';
+	snprintf(out, size, "%s", buf);
+}
+
+static void
+probe_qemu(const char *data_dir, bool kvm, const char *kvm_why, struct vmm_probe *p)
+{
+	p->name = "qemu";
+	if (host_find_binary("qemu-system-x86_64", data_dir, p->binary, sizeof(p->binary)) < 0) {
+		snprintf(p->reason, sizeof(p->reason),
+			 "qemu-system-x86_64 not found (apt-get install qemu-system-x86)");
+		return;
+	}
+	p->available = true;
+	binary_version(p->binary, p->version, sizeof(p->version));
+	if (kvm)
+		snprintf(p->reason, sizeof(p->reason), "kvm");
+	else
+		snprintf(p->reason, sizeof(p->reason), "tcg software emulation (%s)", kvm_why);
+}
+
+static void
+probe_firecracker(const char *data_dir, bool kvm, const char *kvm_why, struct vmm_probe *p)
+{
+	p->name = "firecracker";
+	if (host_find_binary("firecracker", data_dir, p->binary, sizeof(p->binary)) < 0) {
+		snprintf(p->reason, sizeof(p->reason),
+			 "no firecracker binary in %s/bin or on PATH", data_dir);
+		return;
+	}
+	binary_version(p->binary, p->version, sizeof(p->version));
+	if (!kvm) {
+		snprintf(p->reason, sizeof(p->reason), "needs KVM (%s)", kvm_why);
+		return;
+	}
+	p->available = true;
+	snprintf(p->reason, sizeof(p->reason), "kvm");
+}
+
+void
+host_probe_vmms(const char *data_dir, const char *vmm, struct vmm_probe ret[2])
+{
+	char why[128];
+	bool kvm = host_kvm_usable(why, sizeof(why));
+
+	memset(ret, 0, 2 * sizeof(*ret));
+	probe_qemu(data_dir, kvm, why, &ret[0]);
+	probe_firecracker(data_dir, kvm, why, &ret[1]);
+	if (streq(vmm, "qemu"))
+		ret[0].is_default = true;
+	else if (streq(vmm, "firecracker"))
+		ret[1].is_default = true;
+	else if (ret[1].available) /* auto: firecracker where it can run */
+		ret[1].is_default = true;
+	else
+		ret[0].is_default = true;
+}
+
+unsigned
+host_cpus(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n > 0 ? (unsigned)n : 1;
+}
+
+static uint64_t
+meminfo_kb(const char *key)
+{
+	FILE *f = fopen("/proc/meminfo", "re");
+	char line[256];
+	uint64_t v = 0;
+	size_t klen = strlen(key);
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
+			v = strtoull(line + klen + 1, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
+uint64_t
+host_memory_mb(void)
+{
+	return meminfo_kb("MemTotal") / 1024;
+}
+
+uint64_t
+host_memory_available_mb(void)
+{
+	return meminfo_kb("MemAvailable") / 1024;
+}
+
+uint64_t
+host_disk_free_mb(const char *path)
+{
+	struct statvfs sv;
+
+	if (statvfs(path, &sv) < 0)
+		return 0;
+	return (uint64_t)sv.f_bavail * sv.f_frsize / (1024 * 1024);
+}
+
+void
+host_kernel_release(char *out, size_t size)
+{
+	struct utsname u;
+
+	snprintf(out, size, "%s", uname(&u) == 0 ? u.release : "unknown");
+}

@@ -1,0 +1,424 @@
+#include "store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "macro.h"
+#include "store_schema.h"
+
+struct store {
+	sqlite3 *db;
+	pthread_mutex_t lock;
+	unsigned version;
+};
+
+int64_t
+store_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The one place SQLite's error space turns into ours. */
+static int
+db_error(struct store *s, struct err *err, const char *what)
+{
+	int rc = sqlite3_extended_errcode(s->db);
+	enum err_code code = ERR_INTERNAL;
+
+	if ((rc & 0xff) == SQLITE_CONSTRAINT)
+		code = rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY
+			       ? ERR_EXISTS
+			       : ERR_PRECONDITION;
+	else if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
+		code = ERR_UNAVAILABLE;
+	else if ((rc & 0xff) == SQLITE_FULL)
+		code = ERR_EXHAUSTED;
+	return err_set(err, code, NULL, EIO, "database: %s: %s", what, sqlite3_errmsg(s->db));
+}
+
+static int
+exec_locked(struct store *s, const char *sql, struct err *err)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		err_set(err, ERR_INTERNAL, NULL, EIO, "database: %s", msg ? msg : "error");
+		sqlite3_free(msg);
+		return -EIO;
+	}
+	return 0;
+}
+
+int
+store_exec(struct store *s, const char *sql, struct err *err)
+{
+	pthread_mutex_lock(&s->lock);
+	int r = exec_locked(s, sql, err);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static int
+read_version(struct store *s, unsigned *ret, struct err *err)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+		return db_error(s, err, "read schema version");
+	int rc = sqlite3_step(st);
+	*ret = rc == SQLITE_ROW ? (unsigned)sqlite3_column_int(st, 0) : 0;
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : db_error(s, err, "read schema version");
+}
+
+static int
+migrate_one(struct store *s, unsigned version, struct err *err)
+{
+	char pragma[64];
+	int r;
+
+	if ((r = exec_locked(s, "BEGIN IMMEDIATE", err)) < 0)
+		return r;
+	snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %u", version);
+	if ((r = exec_locked(s, store_schema_migration(version), err)) < 0 ||
+	    (r = exec_locked(s, pragma, err)) < 0) {
+		exec_locked(s, "ROLLBACK", NULL);
+		return err_wrap(err, "migrate schema to version %u", version);
+	}
+	return exec_locked(s, "COMMIT", err);
+}
+
+static int
+migrate(struct store *s, const char *path, struct err *err)
+{
+	unsigned v;
+	int r;
+
+	if ((r = read_version(s, &v, err)) < 0)
+		return r;
+	if (v > store_schema_count())
+		return err_set(err, ERR_PRECONDITION, NULL, EPROTO,
+			       "database '%s' has schema version %u, newer than this sistemo knows "
+			       "(%u): upgrade sistemo",
+			       path, v, store_schema_count());
+	for (unsigned next = v + 1; next <= store_schema_count(); next++) {
+		if ((r = migrate_one(s, next, err)) < 0)
+			return r;
+		log_info("database: migrated schema to version %u", next);
+	}
+	s->version = store_schema_count();
+	return 0;
+}
+
+int
+store_open(const char *path, struct store **ret, struct err *err)
+{
+	struct store *s = calloc(1, sizeof(*s));
+	int r;
+
+	if (!s)
+		return err_set(err, ERR_INTERNAL, NULL, ENOMEM, "out of memory");
+	pthread_mutex_init(&s->lock, NULL);
+	if (sqlite3_open_v2(path, &s->db,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX |
+				    SQLITE_OPEN_EXRESCODE,
+			    NULL) != SQLITE_OK) {
+		r = err_set(err, ERR_INTERNAL, NULL, EIO, "open database '%s': %s", path,
+			    s->db ? sqlite3_errmsg(s->db) : "out of memory");
+		store_close(s);
+		return r;
+	}
+	sqlite3_busy_timeout(s->db, 5000);
+	sqlite3_extended_result_codes(s->db, 1);
+	r = exec_locked(s, "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; "
+			   "PRAGMA synchronous=NORMAL;",
+			err);
+	if (r >= 0)
+		r = migrate(s, path, err);
+	if (r < 0) {
+		store_close(s);
+		return r;
+	}
+	*ret = s;
+	return 0;
+}
+
+void
+store_close(struct store *s)
+{
+	if (!s)
+		return;
+	sqlite3_close_v2(s->db);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+unsigned
+store_schema_version(struct store *s)
+{
+	return s->version;
+}
+
+unsigned
+store_schema_latest(void)
+{
+	return store_schema_count();
+}
+
+static const char *
+col_text(sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+
+	return t ? (const char *)t : "";
+}
+
+static void
+bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+	sqlite3_bind_text(st, i, v ? v : "", -1, SQLITE_TRANSIENT);
+}
+
+int
+store_audit_add(struct store *s, const struct audit_entry *e, struct err *err)
+{
+	static const char sql[] = "INSERT INTO audit (time_ms, actor, action, target_type, "
+				  "target_id, target_name, success, detail) "
+				  "VALUES (?,?,?,?,?,?,?,?)";
+	sqlite3_stmt *st;
+	int r = 0;
+
+	pthread_mutex_lock(&s->lock);
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+		r = db_error(s, err, "audit");
+		goto out;
+	}
+	sqlite3_bind_int64(st, 1, e->time_ms ? e->time_ms : store_now_ms());
+	bind_text(st, 2, e->actor);
+	bind_text(st, 3, e->action);
+	bind_text(st, 4, e->target_type);
+	bind_text(st, 5, e->target_id);
+	bind_text(st, 6, e->target_name);
+	sqlite3_bind_int(st, 7, e->success);
+	bind_text(st, 8, e->detail);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		r = db_error(s, err, "audit");
+	sqlite3_finalize(st);
+out:
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+#define AUDIT_WHERE                                                                                \
+	" WHERE (?1 = '' OR action = ?1) AND (?2 = '' OR target_name = ?2 OR target_id = ?2)"
+
+static int
+audit_count(struct store *s, const struct audit_filter *f, unsigned *ret, struct err *err)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM audit" AUDIT_WHERE, -1, &st, NULL) !=
+	    SQLITE_OK)
+		return db_error(s, err, "audit");
+	bind_text(st, 1, f->action);
+	bind_text(st, 2, f->target);
+	int rc = sqlite3_step(st);
+	*ret = rc == SQLITE_ROW ? (unsigned)sqlite3_column_int64(st, 0) : 0;
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : db_error(s, err, "audit");
+}
+
+static int
+audit_rows(struct store *s, const struct audit_filter *f,
+	   int (*fn)(void *ud, const struct audit_entry *e), void *ud, struct err *err)
+{
+	static const char sql[] = "SELECT id, time_ms, actor, action, target_type, target_id, "
+				  "target_name, success, detail FROM audit" AUDIT_WHERE
+				  " ORDER BY id DESC LIMIT ?3 OFFSET ?4";
+	sqlite3_stmt *st;
+	int rc, r = 0;
+
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return db_error(s, err, "audit");
+	bind_text(st, 1, f->action);
+	bind_text(st, 2, f->target);
+	sqlite3_bind_int64(st, 3, f->limit);
+	sqlite3_bind_int64(st, 4, f->offset);
+	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct audit_entry e = {
+			.id = sqlite3_column_int64(st, 0),
+			.time_ms = sqlite3_column_int64(st, 1),
+			.actor = col_text(st, 2),
+			.action = col_text(st, 3),
+			.target_type = col_text(st, 4),
+			.target_id = col_text(st, 5),
+			.target_name = col_text(st, 6),
+			.success = sqlite3_column_int(st, 7) != 0,
+			.detail = col_text(st, 8),
+		};
+		r = fn(ud, &e);
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = db_error(s, err, "audit");
+	sqlite3_finalize(st);
+	return r;
+}
+
+int
+store_audit_list(struct store *s, const struct audit_filter *f,
+		 int (*fn)(void *ud, const struct audit_entry *e), void *ud, unsigned *ret_total,
+		 struct err *err)
+{
+	pthread_mutex_lock(&s->lock);
+	int r = audit_count(s, f, ret_total, err);
+	if (r >= 0)
+		r = audit_rows(s, f, fn, ud, err);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static void
+machine_from_row(sqlite3_stmt *st, struct machine_rec *m)
+{
+	*m = (struct machine_rec){
+		.id = col_text(st, 0),
+		.name = col_text(st, 1),
+		.state = col_text(st, 2),
+		.image = col_text(st, 3),
+		.image_digest = col_text(st, 4),
+		.network = col_text(st, 5),
+		.driver = col_text(st, 6),
+		.vcpus = (unsigned)sqlite3_column_int(st, 7),
+		.memory_mb = (uint64_t)sqlite3_column_int64(st, 8),
+		.storage_mb = (uint64_t)sqlite3_column_int64(st, 9),
+		.mac = col_text(st, 10),
+		.namespace = col_text(st, 11),
+		.pid = sqlite3_column_int64(st, 12),
+		.boot_ms = (uint64_t)sqlite3_column_int64(st, 13),
+		.error = col_text(st, 14),
+		.created_ms = sqlite3_column_int64(st, 15),
+		.state_changed_ms = sqlite3_column_int64(st, 16),
+		.ip = col_text(st, 17),
+	};
+}
+
+int
+store_machine_list(struct store *s, const char *network,
+		   int (*fn)(void *ud, const struct machine_rec *m), void *ud, struct err *err)
+{
+	static const char sql[] =
+		"SELECT m.id, m.name, m.state, m.image, m.image_digest, "
+		"  coalesce(n.name, 'default'), m.driver, m.vcpus, m.memory_mb, m.storage_mb, m.mac,"
+		"  m.namespace, m.pid, m.boot_ms, m.error, m.created_ms, m.state_changed_ms,"
+		"  coalesce(a.ip, '') "
+		"FROM machine m LEFT JOIN network n ON n.id = m.network_id "
+		"LEFT JOIN ip_allocation a ON a.machine_id = m.id "
+		"WHERE ?1 = '' OR coalesce(n.name, 'default') = ?1 "
+		"ORDER BY m.created_ms DESC, m.name";
+	sqlite3_stmt *st;
+	int rc, r = 0;
+
+	pthread_mutex_lock(&s->lock);
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+		r = db_error(s, err, "list machines");
+		goto out;
+	}
+	bind_text(st, 1, network);
+	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct machine_rec m;
+		machine_from_row(st, &m);
+		r = fn(ud, &m);
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = db_error(s, err, "list machines");
+	sqlite3_finalize(st);
+out:
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+static int
+count_query(struct store *s, const char *sql, const char *arg, unsigned *ret, struct err *err)
+{
+	sqlite3_stmt *st;
+	int r = 0;
+
+	pthread_mutex_lock(&s->lock);
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+		r = db_error(s, err, "count");
+		goto out;
+	}
+	if (arg)
+		bind_text(st, 1, arg);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		*ret = (unsigned)sqlite3_column_int64(st, 0);
+	else
+		r = db_error(s, err, "count");
+	sqlite3_finalize(st);
+out:
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+int
+store_machine_count(struct store *s, unsigned *ret_total, unsigned *ret_running,
+		    struct err *err)
+{
+	int r = count_query(s, "SELECT count(*) FROM machine", NULL, ret_total, err);
+
+	return r < 0 ? r
+		     : count_query(s, "SELECT count(*) FROM machine WHERE state = 'running'",
+				   NULL, ret_running, err);
+}
+
+int
+store_network_machine_count(struct store *s, const char *network, unsigned *ret,
+			    struct err *err)
+{
+	return count_query(s,
+			   "SELECT count(*) FROM machine m LEFT JOIN network n "
+			   "ON n.id = m.network_id WHERE coalesce(n.name, 'default') = ?1",
+			   network, ret, err);
+}
+
+int
+store_network_list(struct store *s, int (*fn)(void *ud, const struct network_rec *n), void *ud,
+		   struct err *err)
+{
+	static const char sql[] = "SELECT id, name, subnet, bridge, mode, created_ms "
+				  "FROM network ORDER BY name";
+	sqlite3_stmt *st;
+	int rc, r = 0;
+
+	pthread_mutex_lock(&s->lock);
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+		r = db_error(s, err, "list networks");
+		goto out;
+	}
+	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct network_rec n = {
+			.id = col_text(st, 0),
+			.name = col_text(st, 1),
+			.subnet = col_text(st, 2),
+			.bridge = col_text(st, 3),
+			.mode = col_text(st, 4),
+			.created_ms = sqlite3_column_int64(st, 5),
+		};
+		r = fn(ud, &n);
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = db_error(s, err, "list networks");
+	sqlite3_finalize(st);
+out:
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}

@@ -1,0 +1,82 @@
+/* The daemon's state in SQLite: schema migrations, machines, networks, IPs, ports, volumes,
+ * images, users, the audit history. Thread-safe: one connection behind a mutex. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "err.h"
+
+struct store;
+
+/* Opens (creating) the database: WAL, foreign keys, busy timeout, then migrates it to the
+ * newest schema. A database written by a newer sistemo is refused. */
+int store_open(const char *path, struct store **ret, struct err *err);
+void store_close(struct store *s);
+
+/* The schema version now in the file, and the newest this build knows. */
+unsigned store_schema_version(struct store *s);
+unsigned store_schema_latest(void);
+
+struct audit_entry {
+	int64_t id;
+	int64_t time_ms;
+	const char *actor;       /* "uid:0", "user:admin" */
+	const char *action;      /* "machine.deploy" */
+	const char *target_type; /* "machine" */
+	const char *target_id;
+	const char *target_name;
+	bool success;
+	const char *detail;
+};
+
+/* Appends one entry; id and time_ms are filled in when 0. */
+int store_audit_add(struct store *s, const struct audit_entry *e, struct err *err);
+
+struct audit_filter {
+	unsigned limit, offset;
+	const char *action; /* exact, or NULL */
+	const char *target; /* name or id, or NULL */
+};
+
+/* Calls fn for each matching entry, newest first; *ret_total gets the count of all matches.
+ * The entry's strings live until fn returns. */
+int store_audit_list(struct store *s, const struct audit_filter *f,
+		     int (*fn)(void *ud, const struct audit_entry *e), void *ud,
+		     unsigned *ret_total, struct err *err);
+
+struct machine_rec {
+	const char *id, *name, *state, *image, *image_digest, *network, *driver;
+	const char *ip, *mac, *namespace, *error;
+	unsigned vcpus;
+	uint64_t memory_mb, storage_mb, boot_ms;
+	int64_t pid, created_ms, state_changed_ms;
+};
+
+/* Calls fn for every machine (network filter or NULL), newest first; fn returns 0 to go on,
+ * 1 to stop, negative to fail. */
+int store_machine_list(struct store *s, const char *network,
+		       int (*fn)(void *ud, const struct machine_rec *m), void *ud, struct err *err);
+
+/* Counts machines: all, and those running. */
+int store_machine_count(struct store *s, unsigned *ret_total, unsigned *ret_running,
+			struct err *err);
+
+/* Counts machines on a network ("default" for the default bridge). */
+int store_network_machine_count(struct store *s, const char *network, unsigned *ret,
+				struct err *err);
+
+struct network_rec {
+	const char *id, *name, *subnet, *bridge, *mode;
+	int64_t created_ms;
+};
+
+/* Calls fn for every named network, by name. */
+int store_network_list(struct store *s, int (*fn)(void *ud, const struct network_rec *n),
+		       void *ud, struct err *err);
+
+/* Runs one SQL statement with no result (tests and maintenance). */
+int store_exec(struct store *s, const char *sql, struct err *err);
+
+/* Milliseconds since the epoch. */
+int64_t store_now_ms(void);

@@ -1,0 +1,19 @@
+/* Conversions from store records to API messages, shared by the service handlers. All
+ * strings are copied into the call's arena. */
+#pragma once
+
+#include "arena.h"
+#include "store.h"
+#include "sistemo/v1/machines.pb-c.h"
+#include "sistemo/v1/networks.pb-c.h"
+
+/* "running" -> MACHINE_STATE_RUNNING; unknown -> UNSPECIFIED. */
+Sistemo__V1__MachineState machine_state_from_text(const char *s);
+
+/* "bridge" -> NETWORK_MODE_BRIDGE. */
+Sistemo__V1__NetworkMode network_mode_from_text(const char *s);
+
+Sistemo__V1__Machine *machine_to_msg(struct arena *a, const struct machine_rec *m);
+
+/* Fills the gateway of an IPv4 CIDR (network address + 1) into out; -EINVAL if malformed. */
+int subnet_gateway(const char *cidr, char *out, size_t size);
