@@ -222,10 +222,13 @@ help_flags(const struct flag *flags, const char *title, FILE *f)
 	fprintf(f, "\n%s:\n", title);
 	for (const struct flag *fl = flags; fl->name; fl++) {
 		char left[64];
-		snprintf(left, sizeof(left), "%s%c%s--%s %s", fl->shorthand ? "-" : "",
-			 fl->shorthand ? fl->shorthand : ' ', fl->shorthand ? "," : " ", fl->name,
-			 fl->value_name ? fl->value_name : "");
-		fprintf(f, "  %-28s %s%s%s%s%s\n", fl->shorthand ? left : left + 2, fl->help,
+		if (fl->shorthand)
+			snprintf(left, sizeof(left), "-%c, --%s %s", fl->shorthand, fl->name,
+				 fl->value_name ? fl->value_name : "");
+		else
+			snprintf(left, sizeof(left), "    --%s %s", fl->name,
+				 fl->value_name ? fl->value_name : "");
+		fprintf(f, "  %-30s %s%s%s%s%s\n", left, fl->help,
 			fl->def ? " (default " : "", fl->def ? fl->def : "", fl->def ? ")" : "",
 			fl->type == FLAG_LIST ? " [repeatable]" : "");
 	}
@@ -241,7 +244,7 @@ help_subs(const struct cmd *cmd, FILE *f)
 		for (const char *const *a = s->aliases; a && *a && n < sizeof(names); a++)
 			n += (size_t)snprintf(names + n, sizeof(names) - n, ", %s", *a);
 		if (!s->hidden)
-			fprintf(f, "  %-22s %s\n", names, s->summary);
+			fprintf(f, "  %-30s %s\n", names, s->summary);
 	}
 }
 

@@ -490,7 +490,7 @@ static const struct flag deploy_flags[] = {
 	{"attach", 0, FLAG_LIST, "VOL,...", "data volumes to attach, by name or id", NULL},
 	{"expose", 'p', FLAG_LIST, "SPEC",
 	 "publish a port: 80, 8080:80, 53:53/udp, 127.0.0.1:8443:443", NULL},
-	{"network", 0, FLAG_STRING, "NAME", "named network to join", "default"},
+	{"network", 0, FLAG_STRING, "NAME", "named network to join", "the default network"},
 	{"volume", 0, FLAG_STRING, "VOL", "boot from this existing volume instead of an image",
 	 NULL},
 	{"allow-from", 0, FLAG_LIST, "NAME,...", "only these machines or networks may connect in",

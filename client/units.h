@@ -1,5 +1,6 @@
 /* Parsers and formatters for the CLI's arguments: sizes in MB, port specs, bounded integers,
- * and the short sizes and ages printed in tables. Parsers name the flag (`field`) in errors. */
+ * and the short sizes and ages printed in tables. Parsers take the flag's name without dashes
+ * (`field`: "memory"), set it as the error's field and start the message with "--memory: ". */
 #pragma once
 
 #include <stdbool.h>
@@ -21,16 +22,15 @@ int units_parse_size_mb(const char *field, const char *s, uint64_t *ret_mb, stru
 
 /* "80", "8080:3000", "53/udp", "53:53/udp", "127.0.0.1:8443:443[/tcp]", "[::1]:8443:443":
  * host port, machine port (the host port when absent), host ip and protocol (tcp by default). */
-int units_parse_port_spec(const char *field, const char *s, struct port_spec *ret,
-			  struct err *err);
+int units_parse_port_spec(const char *field, const char *s, struct port_spec *ret, struct err *err);
 
 /* A whole number from min to max (decimal digits only). */
 int units_parse_uint(const char *field, const char *s, unsigned min, unsigned max, unsigned *ret,
-		     struct err *err);
+                     struct err *err);
 
 /* A host port for unexpose: "8080" or "8080/udp" ("/tcp" is the default). */
 int units_parse_host_port(const char *field, const char *s, unsigned *ret_port, bool *ret_udp,
-			  struct err *err);
+                          struct err *err);
 
 /* 512 -> "512M", 2048 -> "2G", 1536 -> "1.5G", 1048576 -> "1T" (at most one decimal). */
 void units_format_mb(uint64_t mb, char *buf, size_t size);

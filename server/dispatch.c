@@ -181,10 +181,15 @@ invoke(struct dispatch *d, struct call *c, const Sistemo__V1__Request *req,
 			       req->service, req->method);
 	if (!c->target_name)
 		c->target_name = request_target(in);
-	if (!m->fn)
+	if (!m->fn) {
+		char words[64];
+		snake_case(md->name, words, sizeof(words));
+		for (char *u = words; (u = strchr(u, '_'));)
+			*u = ' ';
 		return err_set(err, ERR_UNIMPLEMENTED, NULL, ENOSYS,
-			       "%s %s is not implemented yet: it comes with %s", s->svc->noun,
-			       md->name, m->later);
+			       "'%s %s' is not implemented yet: it comes with %s", s->svc->noun,
+			       words, m->later);
+	}
 	r = m->fn(c, in, ret_out, err);
 	if (r >= 0 && (!*ret_out || (*ret_out)->descriptor != md->output))
 		return err_set(err, ERR_INTERNAL, NULL, EPROTO,

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/kvm.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/utsname.h>
@@ -39,18 +41,33 @@ host_find_binary(const char *name, const char *data_dir, char *out, size_t size)
 	return -ENOENT;
 }
 
+/* Usable means more than a device node: the API version is the stable one and a VM can be
+ * created (nested virtualisation may expose /dev/kvm yet refuse KVM_CREATE_VM). */
 bool
 host_kvm_usable(char *why, size_t size)
 {
 	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 
-	if (fd >= 0) {
-		close(fd);
-		snprintf(why, size, "kvm");
-		return true;
+	if (fd < 0) {
+		snprintf(why, size, "/dev/kvm: %s", strerror(errno));
+		return false;
 	}
-	snprintf(why, size, "/dev/kvm: %s", strerror(errno));
-	return false;
+	int api = ioctl(fd, KVM_GET_API_VERSION, 0);
+	if (api != KVM_API_VERSION) {
+		snprintf(why, size, "/dev/kvm: API version %d, expected %d", api, KVM_API_VERSION);
+		close(fd);
+		return false;
+	}
+	int vm = ioctl(fd, KVM_CREATE_VM, 0);
+	if (vm < 0) {
+		snprintf(why, size, "/dev/kvm: cannot create a VM: %s", strerror(errno));
+		close(fd);
+		return false;
+	}
+	close(vm);
+	close(fd);
+	snprintf(why, size, "kvm");
+	return true;
 }
 
 /* First line of `binary --version`, bounded in size and time (the binary is trusted: root's). */

@@ -29,7 +29,7 @@ ascii_lower(char c)
 static size_t
 utf8_valid_len(const unsigned char *s, size_t n)
 {
-	static const uint32_t min_cp[] = {0, 0, 0x80, 0x800, 0x10000};
+	static const uint32_t min_cp[] = { 0, 0, 0x80, 0x800, 0x10000 };
 	size_t len;
 	uint32_t cp;
 
@@ -328,7 +328,7 @@ static void
 enc_base64(struct enc *e, const uint8_t *d, size_t n)
 {
 	static const char abc[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	char quad[4];
 
 	enc_put(e, "\"", 1);
@@ -530,7 +530,7 @@ enc_message(struct enc *e, const ProtobufCMessage *msg)
 int
 pbjson_encode(const ProtobufCMessage *msg, unsigned flags, struct strbuf *out)
 {
-	struct enc e = {.out = out, .pretty = flags & PBJSON_PRETTY};
+	struct enc e = { .out = out, .pretty = flags & PBJSON_PRETTY };
 	size_t old_len = out->len;
 
 	if (msg)
@@ -565,7 +565,7 @@ struct parser {
 static void
 path_push(struct parser *ps, const char *name, size_t index)
 {
-	ps->path[ps->n_path++] = (struct seg){.name = name, .index = index};
+	ps->path[ps->n_path++] = (struct seg){ .name = name, .index = index };
 }
 
 static void
@@ -597,7 +597,7 @@ path_render(const struct parser *ps, bool wire, char *buf, size_t size)
 }
 
 static int fail(struct parser *ps, int errnum, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 /* Sets the error for the value being parsed: "<path>: <message>". Returns -errnum. */
 static int
@@ -612,7 +612,7 @@ fail(struct parser *ps, int errnum, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	return err_set(ps->err, ERR_INVALID, field, errnum, "%s%s%s", where, *where ? ": " : "",
-		       msg);
+	               msg);
 }
 
 static int
@@ -710,7 +710,7 @@ fail_field_type(struct parser *ps, const ProtobufCFieldDescriptor *f)
 
 	if (f->type == PROTOBUF_C_TYPE_ENUM)
 		snprintf(what, sizeof(what), "%s name or number",
-			 ((const ProtobufCEnumDescriptor *)f->descriptor)->short_name);
+		         ((const ProtobufCEnumDescriptor *)f->descriptor)->short_name);
 	else
 		snprintf(what, sizeof(what), "%s", type_name(f->type));
 	return fail_type(ps, what);
@@ -754,7 +754,8 @@ list_next(struct parser *ps, char close)
 		return 1;
 	}
 	if (c != close)
-		return fail_syntax(ps, close == '}' ? "expected ',' or '}'" : "expected ',' or ']'");
+		return fail_syntax(ps,
+		                   close == '}' ? "expected ',' or '}'" : "expected ',' or ']'");
 	ps->p++;
 	ps->depth--;
 	return 0;
@@ -834,7 +835,7 @@ static int
 unicode_escape(struct parser *ps, uint32_t *ret)
 {
 	const char *q = ps->p;
-	uint32_t hi, lo;
+	uint32_t hi = 0, lo = 0;
 
 	if (hex4(q + 2, &hi) < 0)
 		return fail_syntax(ps, "invalid \\u escape");
@@ -861,7 +862,7 @@ escape_decode(struct parser *ps, char *dst, size_t *n)
 {
 	static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
 	const char *hit = ps->p[1] ? strchr(from, ps->p[1]) : NULL;
-	uint32_t cp;
+	uint32_t cp = 0;
 	int r;
 
 	if (hit) {
@@ -895,7 +896,8 @@ string_decode(struct parser *ps, char *dst, size_t *ret_len)
 		} else if (c < 0x20) {
 			r = fail_syntax(ps, "control character in string");
 		} else {
-			len = utf8_valid_len((const unsigned char *)ps->p, (size_t)(ps->end - ps->p));
+			len = utf8_valid_len((const unsigned char *)ps->p,
+			                     (size_t)(ps->end - ps->p));
 			if (!len)
 				return fail_syntax(ps, "invalid utf-8 in string");
 			memcpy(dst + n, ps->p, len);
@@ -915,7 +917,7 @@ string_decode(struct parser *ps, char *dst, size_t *ret_len)
 static int
 parse_string(struct parser *ps, char **ret, size_t *ret_len)
 {
-	size_t raw, n;
+	size_t raw = 0, n = 0;
 	char *s;
 	int r = string_span(ps, &raw);
 
@@ -936,7 +938,7 @@ parse_string(struct parser *ps, char **ret, size_t *ret_len)
 static int
 parse_key(struct parser *ps, char *buf, size_t size)
 {
-	size_t raw, n;
+	size_t raw = 0, n = 0;
 	int r;
 
 	if (next_char(ps) != '"')
@@ -1073,9 +1075,9 @@ number_real(struct parser *ps, const char *end, bool is_float, double *ret)
 static int
 parse_real(struct parser *ps, const ProtobufCFieldDescriptor *f, void *dst)
 {
-	bool is_float = f->type == PROTOBUF_C_TYPE_FLOAT, is_int;
-	const char *end;
-	double v;
+	bool is_float = f->type == PROTOBUF_C_TYPE_FLOAT, is_int = false;
+	const char *end = NULL;
+	double v = 0;
 	int r = number_scan(ps, &end, &is_int);
 
 	if (r == 0)
@@ -1083,8 +1085,8 @@ parse_real(struct parser *ps, const ProtobufCFieldDescriptor *f, void *dst)
 	if (r < 0)
 		return r;
 	if (isinf(v))
-		return fail(ps, EINVAL, "%.*s is out of range for %s", token_width(ps, end),
-			    ps->p, type_name(f->type));
+		return fail(ps, EINVAL, "%.*s is out of range for %s", token_width(ps, end), ps->p,
+		            type_name(f->type));
 	if (is_float)
 		*(float *)dst = (float)v;
 	else
@@ -1114,21 +1116,24 @@ digits_value(const char *q, const char *end, uint64_t *ret)
 static int
 integer_store(ProtobufCType type, bool neg, uint64_t mag, void *dst)
 {
-	uint64_t max = neg ? (uint64_t)INT64_MAX + 1 : INT64_MAX;
+	bool is_32 = type_size(type) == 4;
+	bool is_unsigned = type == PROTOBUF_C_TYPE_UINT32 || type == PROTOBUF_C_TYPE_FIXED32 ||
+	                   type == PROTOBUF_C_TYPE_UINT64 || type == PROTOBUF_C_TYPE_FIXED64;
+	uint64_t max;
+	int64_t sv;
 
-	if (mag == 0)
-		neg = false;
-	if (type == PROTOBUF_C_TYPE_UINT32 || type == PROTOBUF_C_TYPE_FIXED32 ||
-	    type == PROTOBUF_C_TYPE_UINT64 || type == PROTOBUF_C_TYPE_FIXED64)
-		max = neg ? 0 : type_size(type) == 4 ? UINT32_MAX : UINT64_MAX;
-	else if (type_size(type) == 4)
-		max = neg ? (uint64_t)INT32_MAX + 1 : INT32_MAX;
+	neg = neg && mag;
+	if (is_unsigned)
+		max = neg ? 0 : is_32 ? UINT32_MAX : UINT64_MAX;
+	else
+		max = (is_32 ? (uint64_t)INT32_MAX : (uint64_t)INT64_MAX) + neg;
 	if (mag > max)
 		return -ERANGE;
-	if (type_size(type) == 4)
-		*(uint32_t *)dst = (uint32_t)(neg ? 0 - mag : mag);
+	sv = !neg ? 0 : mag > INT64_MAX ? INT64_MIN : -(int64_t)mag;
+	if (is_32)
+		*(uint32_t *)dst = neg ? (uint32_t)(int32_t)sv : (uint32_t)mag;
 	else
-		*(uint64_t *)dst = neg ? 0 - mag : mag;
+		*(uint64_t *)dst = neg ? (uint64_t)sv : mag;
 	return 0;
 }
 
@@ -1136,10 +1141,10 @@ integer_store(ProtobufCType type, bool neg, uint64_t mag, void *dst)
 static int
 parse_integer(struct parser *ps, const ProtobufCFieldDescriptor *f, void *dst)
 {
-	const char *end;
-	bool is_int, neg = *ps->p == '-';
+	const char *end = NULL;
+	bool is_int = false, neg = *ps->p == '-';
 	uint64_t mag = 0;
-	double v;
+	double v = 0;
 	int r = number_scan(ps, &end, &is_int);
 
 	if (r < 0)
@@ -1153,15 +1158,15 @@ parse_integer(struct parser *ps, const ProtobufCFieldDescriptor *f, void *dst)
 		v = neg ? -v : v;
 		if (v < 18446744073709551616.0 && (double)(uint64_t)v != v)
 			return fail(ps, EINVAL, "expected %s, got a fractional number",
-				    type_name(f->type));
+			            type_name(f->type));
 		r = v < 18446744073709551616.0 ? 0 : -ERANGE;
 		mag = r == 0 ? (uint64_t)v : 0;
 	}
 	if (r == 0)
 		r = integer_store(f->type, neg, mag, dst);
 	if (r < 0)
-		return fail(ps, EINVAL, "%.*s is out of range for %s", token_width(ps, end),
-			    ps->p, f->type == PROTOBUF_C_TYPE_ENUM ? "an enum" : type_name(f->type));
+		return fail(ps, EINVAL, "%.*s is out of range for %s", token_width(ps, end), ps->p,
+		            f->type == PROTOBUF_C_TYPE_ENUM ? "an enum" : type_name(f->type));
 	ps->p = end;
 	return 0;
 }
@@ -1169,15 +1174,15 @@ parse_integer(struct parser *ps, const ProtobufCFieldDescriptor *f, void *dst)
 /* ---- decoding: values and messages -------------------------------------------------------- */
 
 static int parse_object(struct parser *ps, const ProtobufCMessageDescriptor *desc,
-			ProtobufCMessage **ret);
+                        ProtobufCMessage **ret);
 
 static int
 parse_enum(struct parser *ps, const ProtobufCFieldDescriptor *f, void *dst)
 {
 	const ProtobufCEnumDescriptor *desc = f->descriptor;
-	int c = next_char(ps), value;
-	size_t n;
-	char *s;
+	int c = next_char(ps), value = 0;
+	size_t n = 0;
+	char *s = NULL;
 	int r;
 
 	if (is_number_start(c))
@@ -1196,8 +1201,8 @@ parse_enum(struct parser *ps, const ProtobufCFieldDescriptor *f, void *dst)
 static int
 parse_bytes(struct parser *ps, ProtobufCBinaryData *dst)
 {
-	size_t n, len;
-	char *s;
+	size_t n = 0, len = 0;
+	char *s = NULL;
 	int r = parse_string(ps, &s, &n);
 
 	if (r < 0)
@@ -1302,7 +1307,7 @@ parse_array(struct parser *ps, const ProtobufCFieldDescriptor *f, ProtobufCMessa
 /* Parses the value of member f; null leaves the default (and a oneof or optional unset). */
 static int
 parse_field(struct parser *ps, const ProtobufCFieldDescriptor *f, ProtobufCMessage *msg,
-	    uint8_t *seen)
+            uint8_t *seen)
 {
 	size_t i = (size_t)(f - msg->descriptor->fields);
 	char *base = (char *)msg;
@@ -1321,7 +1326,7 @@ parse_field(struct parser *ps, const ProtobufCFieldDescriptor *f, ProtobufCMessa
 			return fail(ps, EINVAL, "another field of the same oneof is already set");
 		*which = f->id;
 	} else if (f->label == PROTOBUF_C_LABEL_OPTIONAL && f->type != PROTOBUF_C_TYPE_STRING &&
-		   f->type != PROTOBUF_C_TYPE_MESSAGE) {
+	           f->type != PROTOBUF_C_TYPE_MESSAGE) {
 		*(protobuf_c_boolean *)(base + f->quantifier_offset) = 1;
 	}
 	return parse_value(ps, f, base + f->offset);
@@ -1368,9 +1373,9 @@ parse_object(struct parser *ps, const ProtobufCMessageDescriptor *desc, Protobuf
 
 int
 pbjson_decode(const ProtobufCMessageDescriptor *desc, const char *json, size_t len,
-	      struct arena *arena, ProtobufCMessage **ret, struct err *err)
+              struct arena *arena, ProtobufCMessage **ret, struct err *err)
 {
-	struct parser ps = {.arena = arena, .err = err};
+	struct parser ps = { .arena = arena, .err = err };
 	ProtobufCMessage *msg = NULL;
 	int c, r;
 

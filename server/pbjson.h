@@ -7,13 +7,14 @@
  *   presence that is not present is omitted (a oneof member other than the one set, a proto2
  *   optional without its has_ flag).
  * - int32, uint32, int64, uint64 (and their sint/fixed forms) are JSON numbers, written exactly.
- *   64-bit values are numbers, not strings: ours (sizes, ids, unix ms) stay below 2^53, which
- *   every JSON reader holds exactly.
+ *   64-bit values are numbers, not strings as in proto3's canonical JSON: ours (sizes, ids,
+ *   unix ms) stay below 2^53, where every JSON reader is exact.
  * - double and float are numbers in the shortest form that reads back to the same value;
  *   NaN and infinities are null.
  * - bool is true or false.
- * - string is a JSON string: '"', '\' and control characters are escaped (\b \f \n \r \t, the
- *   others as \u00XX); valid UTF-8 passes through; each byte of invalid UTF-8 becomes \ufffd.
+ * - string is a JSON string: '"', '\' and control characters are escaped (\b \f \n \r \t,
+ *   others as \u001f, lowercase hex); valid UTF-8 passes through, each byte of invalid UTF-8
+ *   becomes \ufffd.
  * - bytes is a base64 string (standard alphabet, with '=' padding).
  * - enum is the value name lowercased, without the prefix all its values share:
  *   MACHINE_STATE_RUNNING -> "running", PROTOCOL_UDP -> "udp", INVALID_ARGUMENT (Code, no
@@ -23,10 +24,12 @@
  *   element on its own line, uses ": " after keys and ends with a newline.
  *
  * Decoding is strict JSON (RFC 8259) into the same mapping: unknown or duplicate keys, type
- * mismatches and out-of-range numbers are errors naming the field ("ports[1].host_port"). Also
- * accepted: an enum's full name ("PROTOCOL_UDP") or number; an integral number written with a
- * fraction or exponent (1e3, 2.0) for integer fields; null for any field or element, meaning
- * its default. Limits: input 4 MiB, nesting 32 objects and arrays, strings 1 MiB decoded. */
+ * mismatches (no numbers in strings, no NaN) and out-of-range numbers are errors naming the
+ * field ("ports[1].host_port"); strings must be valid UTF-8 without \u0000; bytes must be padded
+ * standard base64. Also accepted: an enum's full name ("PROTOCOL_UDP") or its number (any
+ * int32: enums are open); an integral number written with a fraction or exponent (1e3, 2.0) for
+ * integer fields; null for any field or element, meaning its default (an unset oneof member).
+ * Limits: input 4 MiB, nesting 32 objects and arrays, strings 1 MiB once decoded. */
 #pragma once
 
 #include <stddef.h>
@@ -50,7 +53,7 @@ int pbjson_encode(const ProtobufCMessage *msg, unsigned flags, struct strbuf *ou
  * err: ERR_INVALID, field = the path in wire form ("ports.1.host_port"), message starting with
  * the path in JSON form ("ports[1].host_port: unknown field"). */
 int pbjson_decode(const ProtobufCMessageDescriptor *desc, const char *json, size_t len,
-		  struct arena *arena, ProtobufCMessage **ret, struct err *err);
+                  struct arena *arena, ProtobufCMessage **ret, struct err *err);
 
 /* The short JSON name of an enum value ("running"), or NULL if value has no name (or out of
  * memory). The string lives as long as the process. Also used by the CLI's tables. */

@@ -6,6 +6,7 @@
  * Usage: bench_rpc SISTEMO_BINARY [ROUNDS]   (as root: it starts a daemon in a temporary
  * data dir; run it inside a private network + mount namespace, as ci/bench.sh does) */
 #include <errno.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,36 +54,6 @@ summarize(double *v, int n)
 	return (struct result){v[n / 2], v[(int)(n * 0.99)]};
 }
 
-static struct result
-bench_unix(int rounds, double *samples)
-{
-	int sv[2];
-	char buf[PAYLOAD] = {0};
-
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-		exit(1);
-	pid_t pid = fork();
-	if (pid == 0) {
-		close(sv[0]);
-		while (read(sv[1], buf, sizeof(buf)) == sizeof(buf))
-			if (write(sv[1], buf, sizeof(buf)) != sizeof(buf))
-				break;
-		_exit(0);
-	}
-	close(sv[1]);
-	for (int i = -WARMUP; i < rounds; i++) {
-		double t = now_us();
-		if (write(sv[0], buf, sizeof(buf)) != sizeof(buf) ||
-		    read(sv[0], buf, sizeof(buf)) != sizeof(buf))
-			exit(1);
-		if (i >= 0)
-			samples[i] = now_us() - t;
-	}
-	close(sv[0]);
-	waitpid(pid, NULL, 0);
-	return summarize(samples, rounds);
-}
-
 /* The bare echo server: N contexts, each an aio state machine that sends back what came. */
 struct echo_ctx {
 	nng_ctx ctx;
@@ -102,13 +73,11 @@ echo_cb(void *arg)
 		nng_ctx_recv(e->ctx, e->aio);
 		return;
 	}
-	if (e->sending) {
-		e->sending = 0;
+	e->sending = !e->sending;
+	if (e->sending)
+		nng_ctx_send(e->ctx, e->aio);
+	else
 		nng_ctx_recv(e->ctx, e->aio);
-		return;
-	}
-	e->sending = 1;
-	nng_ctx_send(e->ctx, e->aio);
 }
 
 static void
@@ -130,66 +99,123 @@ echo_server(const char *url, int ready_fd)
 	_exit(0);
 }
 
-static struct result
-bench_nng(const char *url, int rounds, double *samples)
+/* Three peers, each a client handle and a round-trip function, measured in interleaved
+ * blocks so that machine noise falls on all of them alike. */
+struct peer {
+	const char *name;
+	void (*roundtrip)(struct peer *p);
+	int fd;                  /* AF_UNIX */
+	nng_socket sock;         /* bare NNG */
+	ProtobufCService *svc;   /* sistemo */
+	struct rpc_client *client;
+	double *samples;
+	int n;
+};
+
+static void
+unix_roundtrip(struct peer *p)
+{
+	char buf[PAYLOAD] = {0};
+
+	if (write(p->fd, buf, sizeof(buf)) != sizeof(buf) ||
+	    read(p->fd, buf, sizeof(buf)) != sizeof(buf))
+		exit(1);
+}
+
+static void
+nng_roundtrip(struct peer *p)
+{
+	char buf[PAYLOAD] = {0};
+	nng_msg *m;
+
+	nng_msg_alloc(&m, 0);
+	nng_msg_append(m, buf, sizeof(buf));
+	if (nng_sendmsg(p->sock, m, 0) != 0 || nng_recvmsg(p->sock, &m, 0) != 0)
+		exit(1);
+	nng_msg_free(m);
+}
+
+static void
+sistemo_roundtrip(struct peer *p)
+{
+	uint8_t buf[PAYLOAD] = {0};
+	Sistemo__V1__EchoRequest req = SISTEMO__V1__ECHO_REQUEST__INIT;
+	Sistemo__V1__EchoReply *out = NULL;
+
+	req.data.data = buf;
+	req.data.len = sizeof(buf);
+	sistemo__v1__system__ping(p->svc, &req, (Sistemo__V1__EchoReply_Closure)rpc_take, &out);
+	if (!out) {
+		fprintf(stderr, "ping: %s\n", rpc_client_error(p->client)->msg);
+		exit(1);
+	}
+	protobuf_c_message_free_unpacked(&out->base, NULL);
+}
+
+static void
+run_block(struct peer *p, int rounds, bool record)
+{
+	for (int i = 0; i < rounds; i++) {
+		double t = now_us();
+		p->roundtrip(p);
+		if (record)
+			p->samples[p->n++] = now_us() - t;
+	}
+}
+
+static pid_t
+start_unix_echo(struct peer *p)
+{
+	int sv[2];
+	char buf[PAYLOAD];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		exit(1);
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(sv[0]);
+		while (read(sv[1], buf, sizeof(buf)) == sizeof(buf))
+			if (write(sv[1], buf, sizeof(buf)) != sizeof(buf))
+				break;
+		_exit(0);
+	}
+	close(sv[1]);
+	p->fd = sv[0];
+	return pid;
+}
+
+/* Forks the bare echo server; must run before this process starts any NNG thread. */
+static pid_t
+start_nng_echo(const char *url)
 {
 	int p[2];
-	char c, buf[PAYLOAD] = {0};
-	nng_socket s;
+	char c;
 
 	if (pipe(p) < 0)
 		exit(1);
-	pid_t pid = fork(); /* before the parent starts any NNG thread */
+	pid_t pid = fork();
 	if (pid == 0)
 		echo_server(url, p[1]);
-	if (read(p[0], &c, 1) != 1 || nng_req0_open(&s) != 0 || nng_dial(s, url, NULL, 0) != 0)
+	if (read(p[0], &c, 1) != 1)
 		exit(1);
-	for (int i = -WARMUP; i < rounds; i++) {
-		nng_msg *m;
-		double t = now_us();
-		nng_msg_alloc(&m, 0);
-		nng_msg_append(m, buf, sizeof(buf));
-		if (nng_sendmsg(s, m, 0) != 0 || nng_recvmsg(s, &m, 0) != 0)
-			exit(1);
-		nng_msg_free(m);
-		if (i >= 0)
-			samples[i] = now_us() - t;
-	}
-	nng_close(s);
-	kill(pid, SIGTERM);
-	waitpid(pid, NULL, 0);
-	return summarize(samples, rounds);
+	close(p[0]);
+	close(p[1]);
+	return pid;
 }
 
-static struct result
-bench_sistemo(const char *url, int rounds, double *samples)
+/* SIGTERM to the daemon, then wait on its lock, which it releases as it exits. */
+static void
+stop_daemon(const char *lock)
 {
-	struct rpc_client *c;
-	struct err err = {0};
-	uint8_t buf[PAYLOAD] = {0};
-	Sistemo__V1__EchoRequest req = SISTEMO__V1__ECHO_REQUEST__INIT;
+	FILE *f = fopen(lock, "r");
+	int pid = 0;
 
-	if (rpc_client_open(url, &c, &err) < 0) {
-		fprintf(stderr, "%s\n", err.msg);
-		exit(1);
-	}
-	ProtobufCService *svc = rpc_client_service(c, &sistemo__v1__system__descriptor);
-	req.data.data = buf;
-	req.data.len = sizeof(buf);
-	for (int i = -WARMUP; i < rounds; i++) {
-		Sistemo__V1__EchoReply *out = NULL;
-		double t = now_us();
-		sistemo__v1__system__ping(svc, &req, (Sistemo__V1__EchoReply_Closure)rpc_take, &out);
-		if (!out) {
-			fprintf(stderr, "ping: %s\n", rpc_client_error(c)->msg);
-			exit(1);
-		}
-		protobuf_c_message_free_unpacked(&out->base, NULL);
-		if (i >= 0)
-			samples[i] = now_us() - t;
-	}
-	rpc_client_close(c);
-	return summarize(samples, rounds);
+	if (!f)
+		return;
+	if (fscanf(f, "%d", &pid) == 1 && pid > 0)
+		kill(pid, SIGTERM);
+	flock(fileno(f), LOCK_EX);
+	fclose(f);
 }
 
 static void
@@ -213,41 +239,62 @@ main(int argc, char **argv)
 {
 	char dir[] = "/tmp/sistemo-bench.XXXXXX", url[256], echo_url[256], dd[300], lock[300];
 	int rounds = argc > 2 ? atoi(argv[2]) : 20000;
+	const int blocks = 20;
+	struct err err = {0};
 
 	if (argc < 2 || rounds < 100 || !mkdtemp(dir)) {
 		fprintf(stderr, "usage: bench_rpc SISTEMO_BINARY [ROUNDS >= 100]\n");
 		return 2;
 	}
-	double *samples = calloc((size_t)rounds, sizeof(double));
 	snprintf(echo_url, sizeof(echo_url), "ipc://%s/echo.sock", dir);
 	snprintf(url, sizeof(url), "ipc://%s/data/run/sistemo.sock", dir);
 	snprintf(dd, sizeof(dd), "%s/data", dir);
 	snprintf(lock, sizeof(lock), "%s/data/run/daemon.lock", dir);
-	struct result ux = bench_unix(rounds, samples);
-	struct result ng = bench_nng(echo_url, rounds, samples);
+	struct peer peers[3] = {
+		{.name = "raw AF_UNIX ping-pong", .roundtrip = unix_roundtrip},
+		{.name = "bare NNG REQ/REP echo", .roundtrip = nng_roundtrip},
+		{.name = "sistemo System.Ping", .roundtrip = sistemo_roundtrip},
+	};
+	pid_t unix_pid = start_unix_echo(&peers[0]);
+	pid_t echo_pid = start_nng_echo(echo_url);
 	char *up[] = {argv[1], "up", "--detach", "--data-dir", dd, NULL};
 	run_cmd(up);
-	struct result si = bench_sistemo(url, rounds, samples);
-	FILE *f = fopen(lock, "r");
-	int pid = 0;
-	if (f && fscanf(f, "%d", &pid) == 1 && pid > 0)
-		kill(pid, SIGTERM);
-	if (f) {
-		flock(fileno(f), LOCK_EX); /* released when the daemon has exited */
-		fclose(f);
+	if (nng_req0_open(&peers[1].sock) != 0 || nng_dial(peers[1].sock, echo_url, NULL, 0) != 0 ||
+	    rpc_client_open(url, &peers[2].client, &err) < 0) {
+		fprintf(stderr, "connect: %s\n", err.msg);
+		return 1;
 	}
-	printf("no-op RPC round trip, %d-byte payload, %d rounds each (after %d warm-up)\n",
-	       PAYLOAD, rounds, WARMUP);
+	peers[2].svc = rpc_client_service(peers[2].client, &sistemo__v1__system__descriptor);
+	for (int k = 0; k < 3; k++) {
+		peers[k].samples = calloc((size_t)rounds, sizeof(double));
+		run_block(&peers[k], WARMUP, false);
+	}
+	for (int b = 0; b < blocks; b++)
+		for (int k = 0; k < 3; k++)
+			run_block(&peers[k], rounds / blocks, true);
+	struct result r[3];
+	for (int k = 0; k < 3; k++)
+		r[k] = summarize(peers[k].samples, peers[k].n);
+	printf("no-op RPC round trip, %d-byte payload, %d rounds each in %d interleaved blocks "
+	       "(after %d warm-up)\n",
+	       PAYLOAD, peers[0].n, blocks, WARMUP);
 	printf("%-28s %10s %10s\n", "", "p50 us", "p99 us");
-	printf("%-28s %10.1f %10.1f\n", "raw AF_UNIX ping-pong", ux.p50, ux.p99);
-	printf("%-28s %10.1f %10.1f\n", "bare NNG REQ/REP echo", ng.p50, ng.p99);
-	printf("%-28s %10.1f %10.1f\n", "sistemo System.Ping", si.p50, si.p99);
+	for (int k = 0; k < 3; k++)
+		printf("%-28s %10.1f %10.1f\n", peers[k].name, r[k].p50, r[k].p99);
 	printf("ratio sistemo / bare NNG:  p50 %.2fx  p99 %.2fx  (target p50 <= 1.20x)\n",
-	       si.p50 / ng.p50, si.p99 / ng.p99);
-	printf("ratio sistemo / AF_UNIX:   p50 %.2fx  p99 %.2fx\n", si.p50 / ux.p50,
-	       si.p99 / ux.p99);
+	       r[2].p50 / r[1].p50, r[2].p99 / r[1].p99);
+	printf("ratio sistemo / AF_UNIX:   p50 %.2fx  p99 %.2fx\n", r[2].p50 / r[0].p50,
+	       r[2].p99 / r[0].p99);
+	rpc_client_close(peers[2].client);
+	nng_close(peers[1].sock);
+	close(peers[0].fd);
+	kill(echo_pid, SIGTERM);
+	waitpid(echo_pid, NULL, 0);
+	waitpid(unix_pid, NULL, 0);
+	stop_daemon(lock);
+	for (int k = 0; k < 3; k++)
+		free(peers[k].samples);
 	char cmd[400];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	free(samples);
 	return system(cmd) == 0 ? 0 : 1;
 }
