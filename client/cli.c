@@ -42,7 +42,8 @@ static int
 flag_index(const struct flag *flags, const char *name, char shorthand)
 {
 	for (int i = 0; flags && flags[i].name; i++)
-		if ((name && streq(flags[i].name, name)) || (shorthand && flags[i].shorthand == shorthand))
+		if ((name && streq(flags[i].name, name)) ||
+		    (shorthand && flags[i].shorthand == shorthand))
 			return i;
 	return -1;
 }
@@ -228,8 +229,8 @@ help_flags(const struct flag *flags, const char *title, FILE *f)
 		else
 			snprintf(left, sizeof(left), "    --%s %s", fl->name,
 				 fl->value_name ? fl->value_name : "");
-		fprintf(f, "  %-30s %s%s%s%s%s\n", left, fl->help,
-			fl->def ? " (default " : "", fl->def ? fl->def : "", fl->def ? ")" : "",
+		fprintf(f, "  %-30s %s%s%s%s%s\n", left, fl->help, fl->def ? " (default " : "",
+			fl->def ? fl->def : "", fl->def ? ")" : "",
 			fl->type == FLAG_LIST ? " [repeatable]" : "");
 	}
 }
@@ -278,12 +279,12 @@ check_args(struct parse_state *ps, struct err *err)
 
 	if (ps->n_pos < c->min_args)
 		return err_set(err, ERR_INVALID, NULL, EINVAL, "'%s' needs %s%s (usage: %s %s)",
-			       ps->path, c->min_args == 1 ? "an argument" : "more arguments",
-			       "", ps->path, c->usage ? c->usage : "");
+			       ps->path, c->min_args == 1 ? "an argument" : "more arguments", "",
+			       ps->path, c->usage ? c->usage : "");
 	if (ps->n_pos > c->max_args && !c->raw_args)
 		return err_set(err, ERR_INVALID, NULL, EINVAL,
-			       "'%s' takes at most %u argument%s, got %zu ('%s' is extra)", ps->path,
-			       c->max_args, c->max_args == 1 ? "" : "s", ps->n_pos,
+			       "'%s' takes at most %u argument%s, got %zu ('%s' is extra)",
+			       ps->path, c->max_args, c->max_args == 1 ? "" : "s", ps->n_pos,
 			       ps->pos[c->max_args]);
 	return 0;
 }

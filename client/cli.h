@@ -18,12 +18,12 @@ enum flag_type {
 };
 
 struct flag {
-	const char *name;       /* long name without dashes */
-	char shorthand;         /* 'y' or 0 */
+	const char *name; /* long name without dashes */
+	char shorthand;   /* 'y' or 0 */
 	enum flag_type type;
 	const char *value_name; /* "NAME", "SIZE" */
 	const char *help;
-	const char *def;        /* default shown in help, or NULL */
+	const char *def; /* default shown in help, or NULL */
 };
 
 struct cli;
@@ -35,7 +35,7 @@ struct cmd_args {
 	const char *values[16];    /* per flag of cmd->flags, NULL when absent ("1" for bools) */
 	const char *lists[16][32]; /* FLAG_LIST values, split on commas */
 	size_t n_lists[16];
-	char *const *pos;          /* positional arguments */
+	char *const *pos; /* positional arguments */
 	size_t n_pos;
 };
 
@@ -48,18 +48,18 @@ struct cmd {
 	const char *examples;       /* lines of commands, or NULL */
 	const struct flag *flags;   /* NULL or terminated by {0} */
 	unsigned min_args, max_args;
-	bool raw_args;              /* after the first positional, everything is positional */
+	bool raw_args; /* after the first positional, everything is positional */
 	bool hidden;
 	int (*run)(struct cli *cli, const struct cmd_args *a);
-	const struct cmd *subs;     /* NULL or terminated by {0} */
-	const char *complete;       /* what positionals complete to: "machines", "networks", ... */
+	const struct cmd *subs; /* NULL or terminated by {0} */
+	const char *complete;   /* what positionals complete to: "machines", "networks", ... */
 };
 
 enum output_format { OUTPUT_TEXT, OUTPUT_JSON };
 
 struct cli {
-	const char *prog;          /* "sistemo" */
-	const char *data_dir;      /* --data-dir or NULL */
+	const char *prog;     /* "sistemo" */
+	const char *data_dir; /* --data-dir or NULL */
 	enum output_format output;
 	struct paths paths;
 	struct rpc_client *client; /* connected on first use */

@@ -24,8 +24,8 @@
 void cmd_free(void *msg);
 
 /* Prints a reply: JSON with -o json, otherwise `text` (may be NULL: then a short summary). */
-int cmd_print(struct cli *cli, const ProtobufCMessage *msg, void (*text)(struct cli *cli,
-							       const ProtobufCMessage *m));
+int cmd_print(struct cli *cli, const ProtobufCMessage *msg,
+	      void (*text)(struct cli *cli, const ProtobufCMessage *m));
 
 /* Ends a command after a stub call: prints the reply (or the error), frees it, returns the exit
  * status. */
@@ -40,8 +40,8 @@ bool cmd_confirm(struct cli *cli, bool yes_flag, const char *fmt, ...)
 void cmd_time(int64_t ms, char *buf, size_t size);
 
 /* Subcommands of each group, {0}-terminated (cmd_*.c). */
-extern const struct cmd machine_cmds[], network_cmds[], volume_cmds[], image_cmds[],
-	system_cmds[], service_cmds[], admin_cmds[], kernel_cmds[], machine_volume_cmds[];
+extern const struct cmd machine_cmds[], network_cmds[], volume_cmds[], image_cmds[], system_cmds[],
+	service_cmds[], admin_cmds[], kernel_cmds[], machine_volume_cmds[];
 
 /* Top-level commands (cmd_system.c). */
 int run_up(struct cli *cli, const struct cmd_args *a);

@@ -12,8 +12,8 @@ static void
 list_text(struct cli *cli, const ProtobufCMessage *m)
 {
 	const Sistemo__V1__ListImagesReply *r = (const void *)m;
-	static const char *const headers[] = {"NAME", "DIGEST", "SIZE", "SOURCE", "CREATED",
-					      "USED BY", NULL};
+	static const char *const headers[] = {"NAME",    "DIGEST",  "SIZE", "SOURCE",
+					      "CREATED", "USED BY", NULL};
 	struct table *t = table_new(headers);
 
 	(void)cli;
@@ -23,8 +23,9 @@ list_text(struct cli *cli, const ProtobufCMessage *m)
 		units_format_mb(x->size_bytes >> 20, size, sizeof(size));
 		cmd_time(x->created_unix_ms, when, sizeof(when));
 		snprintf(digest, sizeof(digest), "%.19s", x->digest);
-		const char *cells[] = {x->n_tags ? x->tags[0] : "-", digest, size, x->source, when,
-				       x->n_used_by ? x->used_by[0] : "-"};
+		const char *cells[] = {
+			x->n_tags ? x->tags[0] : "-",      digest, size, x->source, when,
+			x->n_used_by ? x->used_by[0] : "-"};
 		table_add(t, cells);
 	}
 	table_print(t, stdout, "no images");
@@ -141,8 +142,8 @@ build_request(const struct cmd_args *a, Sistemo__V1__BuildImageRequest *req, str
 			       req->name);
 	if (cli_flag(a, "type") && build_source(cli_flag(a, "type"), &req->source, err) < 0)
 		return -EINVAL;
-	if (cli_flag(a, "size") && units_parse_size_mb("size", cli_flag(a, "size"),
-						       &req->size_mb, err) < 0)
+	if (cli_flag(a, "size") &&
+	    units_parse_size_mb("size", cli_flag(a, "size"), &req->size_mb, err) < 0)
 		return -EINVAL;
 	return 0;
 }
@@ -178,8 +179,10 @@ static const struct flag import_flags[] = {
 	{0},
 };
 static const struct flag build_flags[] = {
-	{"from", 0, FLAG_STRING, "PATH", "a root tree, a rootfs tarball or an OCI/docker-save "
-					 "archive", NULL},
+	{"from", 0, FLAG_STRING, "PATH",
+	 "a root tree, a rootfs tarball or an OCI/docker-save "
+	 "archive",
+	 NULL},
 	{"type", 0, FLAG_STRING, "TYPE", "auto, dir, tarball or oci", "auto"},
 	{"release", 0, FLAG_STRING, "NAME", "Debian release for 'image build debian'", "bookworm"},
 	{"packages", 0, FLAG_LIST, "PKG,...", "extra Debian packages", NULL},
@@ -188,25 +191,52 @@ static const struct flag build_flags[] = {
 };
 
 const struct cmd image_cmds[] = {
-	{.name = "list", .aliases = a_ls, .flags = list_flags, .summary = "List images",
+	{.name = "list",
+	 .aliases = a_ls,
+	 .flags = list_flags,
+	 .summary = "List images",
 	 .run = run_list},
-	{.name = "show", .aliases = a_show, .usage = "<image>", .min_args = 1, .max_args = 1,
-	 .complete = "images", .summary = "Show an image", .run = run_show},
-	{.name = "pull", .usage = "<name[:tag]>", .min_args = 1, .max_args = 1,
-	 .summary = "Download an image from the registry", .run = run_pull,
+	{.name = "show",
+	 .aliases = a_show,
+	 .usage = "<image>",
+	 .min_args = 1,
+	 .max_args = 1,
+	 .complete = "images",
+	 .summary = "Show an image",
+	 .run = run_show},
+	{.name = "pull",
+	 .usage = "<name[:tag]>",
+	 .min_args = 1,
+	 .max_args = 1,
+	 .summary = "Download an image from the registry",
+	 .run = run_pull,
 	 .examples = "  sistemo image pull debian\n"},
-	{.name = "import", .usage = "<file.ext4>", .min_args = 1, .max_args = 1,
-	 .flags = import_flags, .summary = "Add an ext4 image file to the store",
+	{.name = "import",
+	 .usage = "<file.ext4>",
+	 .min_args = 1,
+	 .max_args = 1,
+	 .flags = import_flags,
+	 .summary = "Add an ext4 image file to the store",
 	 .run = run_import},
-	{.name = "build", .usage = "<name> [--from PATH]", .min_args = 1, .max_args = 1,
-	 .flags = build_flags, .summary = "Build an image from a tree, tarball, OCI archive or "
-					  "Debian",
+	{.name = "build",
+	 .usage = "<name> [--from PATH]",
+	 .min_args = 1,
+	 .max_args = 1,
+	 .flags = build_flags,
+	 .summary = "Build an image from a tree, tarball, OCI archive or "
+		    "Debian",
 	 .run = run_build,
 	 .examples = "  sistemo image build myapp --from ./rootfs\n"
 		     "  sistemo image build myapp --from app.tar\n"
 		     "  sistemo image build debian --release bookworm --packages curl,nginx\n"},
-	{.name = "delete", .aliases = a_rm, .usage = "<image>", .min_args = 1, .max_args = 1,
-	 .flags = yes_flags, .complete = "images",
-	 .summary = "Delete an image (refused while machines use it)", .run = run_delete},
+	{.name = "delete",
+	 .aliases = a_rm,
+	 .usage = "<image>",
+	 .min_args = 1,
+	 .max_args = 1,
+	 .flags = yes_flags,
+	 .complete = "images",
+	 .summary = "Delete an image (refused while machines use it)",
+	 .run = run_delete},
 	{0},
 };

@@ -22,8 +22,8 @@ static void
 list_text(struct cli *cli, const ProtobufCMessage *m)
 {
 	const Sistemo__V1__ListMachinesReply *r = (const void *)m;
-	static const char *const headers[] = {"ID", "NAME", "STATUS", "IMAGE", "IP", "NETWORK",
-					      "VOLUMES", NULL};
+	static const char *const headers[] = {"ID", "NAME",    "STATUS",  "IMAGE",
+					      "IP", "NETWORK", "VOLUMES", NULL};
 	struct table *t = table_new(headers);
 	char color[64], id[9], vols[16];
 
@@ -31,10 +31,14 @@ list_text(struct cli *cli, const ProtobufCMessage *m)
 		const Sistemo__V1__Machine *x = r->machines[i];
 		snprintf(id, sizeof(id), "%.8s", x->id);
 		snprintf(vols, sizeof(vols), "%zu", x->n_volumes);
-		const char *cells[] = {id, x->name,
-				       output_state_color(state_name(x->state), cli->stdout_tty,
-							  color, sizeof(color)),
-				       x->image, x->ip, x->network, vols};
+		const char *cells[] = {
+			id,
+			x->name,
+			output_state_color(state_name(x->state), cli->stdout_tty, color, sizeof(color)),
+			x->image,
+			x->ip,
+			x->network,
+			vols};
 		table_add(t, cells);
 	}
 	table_print(t, stdout, "no machines (deploy one: sistemo machine deploy debian)");
@@ -116,8 +120,8 @@ run_status(struct cli *cli, const struct cmd_args *a)
 }
 
 static int
-parse_ports(const struct cmd_args *a, const char *flag, Sistemo__V1__PortRule ***ret,
-	    size_t *ret_n, struct err *err)
+parse_ports(const struct cmd_args *a, const char *flag, Sistemo__V1__PortRule ***ret, size_t *ret_n,
+	    struct err *err)
 {
 	const char *const *specs;
 	size_t n = cli_flag_list(a, flag, &specs);
@@ -154,7 +158,8 @@ parse_mode(const char *s, Sistemo__V1__NetworkMode *ret, struct err *err)
 		return 0;
 	if (pbjson_enum_parse(&sistemo__v1__network_mode__descriptor, s, &v) < 0)
 		return err_set(err, ERR_INVALID, "network-mode", EINVAL,
-			       "--network-mode: unknown mode '%s': use bridge, isolated or none", s);
+			       "--network-mode: unknown mode '%s': use bridge, isolated or none",
+			       s);
 	*ret = (Sistemo__V1__NetworkMode)v;
 	return 0;
 }
@@ -298,8 +303,8 @@ run_delete(struct cli *cli, const struct cmd_args *a)
 		return 6;
 	if (!(c = cli_client(cli, &err)))
 		return cli_fail(cli, &err);
-	STUB(c, sistemo__v1__machines__delete, SVC_MACHINES, Sistemo__V1__DeleteMachineReply,
-	     &req, &r);
+	STUB(c, sistemo__v1__machines__delete, SVC_MACHINES, Sistemo__V1__DeleteMachineReply, &req,
+	     &r);
 	return cmd_finish(cli, c, r, NULL);
 }
 
@@ -420,7 +425,8 @@ run_unexpose(struct cli *cli, const struct cmd_args *a)
 		       cli_fail(cli, &err);
 	if (units_parse_host_port("port", cli_flag(a, "port"), &req.host_port, &udp, &err) < 0)
 		return cli_fail(cli, &err);
-	req.protocol = udp ? SISTEMO__V1__PROTOCOL__PROTOCOL_UDP : SISTEMO__V1__PROTOCOL__PROTOCOL_TCP;
+	req.protocol =
+		udp ? SISTEMO__V1__PROTOCOL__PROTOCOL_UDP : SISTEMO__V1__PROTOCOL__PROTOCOL_TCP;
 	if (!(c = cli_client(cli, &err)))
 		return cli_fail(cli, &err);
 	STUB(c, sistemo__v1__machines__unexpose, SVC_MACHINES, Sistemo__V1__Machine, &req, &r);
@@ -476,7 +482,6 @@ run_mvol_detach(struct cli *cli, const struct cmd_args *a)
 {
 	return run_volume_attach(cli, a, false);
 }
-
 
 static const char *const a_ls[] = {"ls", NULL};
 static const char *const a_status[] = {"show", "info", NULL};
@@ -538,11 +543,19 @@ static const struct flag policy_flags[] = {
 };
 
 const struct cmd machine_volume_cmds[] = {
-	{.name = "attach", .usage = "<machine> <volume>", .min_args = 2, .max_args = 2,
-	 .summary = "Attach a data volume to a machine", .run = run_mvol_attach,
+	{.name = "attach",
+	 .usage = "<machine> <volume>",
+	 .min_args = 2,
+	 .max_args = 2,
+	 .summary = "Attach a data volume to a machine",
+	 .run = run_mvol_attach,
 	 .complete = "machines"},
-	{.name = "detach", .usage = "<machine> <volume>", .min_args = 2, .max_args = 2,
-	 .summary = "Detach a data volume from a machine", .run = run_mvol_detach,
+	{.name = "detach",
+	 .usage = "<machine> <volume>",
+	 .min_args = 2,
+	 .max_args = 2,
+	 .summary = "Detach a data volume from a machine",
+	 .run = run_mvol_detach,
 	 .complete = "machines"},
 	{0},
 };
@@ -550,55 +563,97 @@ const struct cmd machine_volume_cmds[] = {
 #define ONE_MACHINE .usage = "<machine>", .min_args = 1, .max_args = 1, .complete = "machines"
 
 const struct cmd machine_cmds[] = {
-	{.name = "deploy", .usage = "[image]", .max_args = 1, .flags = deploy_flags,
-	 .summary = "Create and boot a machine from an image", .run = run_deploy,
+	{.name = "deploy",
+	 .usage = "[image]",
+	 .max_args = 1,
+	 .flags = deploy_flags,
+	 .summary = "Create and boot a machine from an image",
+	 .run = run_deploy,
 	 .complete = "images",
 	 .description = "The image is a name from the local store or the registry (tiny, debian),\n"
 			"a local .ext4 file or an http(s) URL. Sizes take M, G or T.",
 	 .examples = "  sistemo machine deploy debian --name web --expose 80\n"
 		     "  sistemo machine deploy tiny --name db --network backend --memory 1G\n"
 		     "  sistemo machine deploy --volume data-root --name restored\n"},
-	{.name = "list", .aliases = a_ls, .flags = network_filter_flags,
-	 .summary = "List machines", .run = run_list,
+	{.name = "list",
+	 .aliases = a_ls,
+	 .flags = network_filter_flags,
+	 .summary = "List machines",
+	 .run = run_list,
 	 .examples = "  sistemo machine list\n  sistemo vm ls -o json\n"},
-	{.name = "status", .aliases = a_status, ONE_MACHINE,
+	{.name = "status",
+	 .aliases = a_status,
+	 ONE_MACHINE,
 	 .summary = "Show a machine: state, IP, driver, resources, ports, volumes",
-	 .run = run_status, .examples = "  sistemo machine status web\n"},
-	{.name = "start", ONE_MACHINE, .summary = "Boot a stopped machine (same IP and ports)",
+	 .run = run_status,
+	 .examples = "  sistemo machine status web\n"},
+	{.name = "start",
+	 ONE_MACHINE,
+	 .summary = "Boot a stopped machine (same IP and ports)",
 	 .run = run_start},
-	{.name = "stop", ONE_MACHINE, .flags = stop_flags,
-	 .summary = "Shut a machine down (its disk is kept)", .run = run_stop},
-	{.name = "restart", ONE_MACHINE, .flags = stop_flags,
-	 .summary = "Stop and start a machine", .run = run_restart},
-	{.name = "delete", .aliases = a_delete, ONE_MACHINE, .flags = delete_flags,
-	 .summary = "Delete a machine and its disk", .run = run_delete,
+	{.name = "stop",
+	 ONE_MACHINE,
+	 .flags = stop_flags,
+	 .summary = "Shut a machine down (its disk is kept)",
+	 .run = run_stop},
+	{.name = "restart",
+	 ONE_MACHINE,
+	 .flags = stop_flags,
+	 .summary = "Stop and start a machine",
+	 .run = run_restart},
+	{.name = "delete",
+	 .aliases = a_delete,
+	 ONE_MACHINE,
+	 .flags = delete_flags,
+	 .summary = "Delete a machine and its disk",
+	 .run = run_delete,
 	 .examples = "  sistemo machine delete web -y\n"
 		     "  sistemo machine rm web --preserve-storage\n"},
-	{.name = "logs", ONE_MACHINE, .flags = logs_flags,
-	 .summary = "Print the console and VMM log of a machine", .run = run_logs},
-	{.name = "exec", .usage = "<machine> [--] <command> [args...]", .min_args = 2,
-	 .max_args = 64, .raw_args = true, .flags = exec_flags, .complete = "machines",
-	 .summary = "Run a command in a machine; exits with its exit code", .run = run_exec,
+	{.name = "logs",
+	 ONE_MACHINE,
+	 .flags = logs_flags,
+	 .summary = "Print the console and VMM log of a machine",
+	 .run = run_logs},
+	{.name = "exec",
+	 .usage = "<machine> [--] <command> [args...]",
+	 .min_args = 2,
+	 .max_args = 64,
+	 .raw_args = true,
+	 .flags = exec_flags,
+	 .complete = "machines",
+	 .summary = "Run a command in a machine; exits with its exit code",
+	 .run = run_exec,
 	 .examples = "  sistemo machine exec web uname -a\n"
 		     "  sistemo machine exec web -- ls -la /\n"
 		     "  sistemo machine exec web 'echo $HOSTNAME > /tmp/x'\n"},
-	{.name = "ssh", ONE_MACHINE, .summary = "Open an interactive shell in a machine",
+	{.name = "ssh",
+	 ONE_MACHINE,
+	 .summary = "Open an interactive shell in a machine",
 	 .run = run_ssh},
-	{.name = "terminal", ONE_MACHINE, .summary = "Print the dashboard terminal URL",
+	{.name = "terminal",
+	 ONE_MACHINE,
+	 .summary = "Print the dashboard terminal URL",
 	 .run = run_terminal},
-	{.name = "expose", ONE_MACHINE, .flags = port_flags, .summary = "Publish a port",
+	{.name = "expose",
+	 ONE_MACHINE,
+	 .flags = port_flags,
+	 .summary = "Publish a port",
 	 .run = run_expose,
 	 .examples = "  sistemo machine expose web --port 8080:80\n"
 		     "  sistemo machine expose dns --port 53:53/udp\n"},
-	{.name = "unexpose", ONE_MACHINE, .flags = unexpose_flags,
-	 .summary = "Stop publishing a port", .run = run_unexpose,
+	{.name = "unexpose",
+	 ONE_MACHINE,
+	 .flags = unexpose_flags,
+	 .summary = "Stop publishing a port",
+	 .run = run_unexpose,
 	 .examples = "  sistemo machine unexpose web --port 8080\n"},
-	{.name = "policy", ONE_MACHINE, .flags = policy_flags,
+	{.name = "policy",
+	 ONE_MACHINE,
+	 .flags = policy_flags,
 	 .summary = "Set who may connect to a machine and where it may connect",
 	 .run = run_policy,
 	 .examples = "  sistemo machine policy db --allow-from app\n"
 		     "  sistemo machine policy app --egress-allow 198.51.100.1:443\n"},
-	{.name = "volume", .summary = "Attach or detach data volumes",
-	 .subs = machine_volume_cmds},
+	{.name = "volume", .summary = "Attach or detach data volumes", .subs = machine_volume_cmds},
 	{0},
 };

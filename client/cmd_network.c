@@ -18,8 +18,8 @@ static void
 list_text(struct cli *cli, const ProtobufCMessage *m)
 {
 	const Sistemo__V1__ListNetworksReply *r = (const void *)m;
-	static const char *const headers[] = {"NAME", "SUBNET", "GATEWAY", "BRIDGE", "MODE",
-					      "MACHINES", NULL};
+	static const char *const headers[] = {"NAME", "SUBNET",   "GATEWAY", "BRIDGE",
+					      "MODE", "MACHINES", NULL};
 	struct table *t = table_new(headers);
 	char count[16];
 
@@ -27,8 +27,8 @@ list_text(struct cli *cli, const ProtobufCMessage *m)
 	for (size_t i = 0; i < r->n_networks; i++) {
 		const Sistemo__V1__Network *n = r->networks[i];
 		snprintf(count, sizeof(count), "%u", n->machine_count);
-		const char *cells[] = {n->name, n->subnet, n->gateway, n->bridge, mode_name(n->mode),
-				       count};
+		const char *cells[] = {n->name,   n->subnet,          n->gateway,
+				       n->bridge, mode_name(n->mode), count};
 		table_add(t, cells);
 	}
 	table_print(t, stdout, NULL);
@@ -67,9 +67,9 @@ inspect_text(struct cli *cli, const ProtobufCMessage *m)
 	printf("\n");
 	for (size_t i = 0; i < d->n_members; i++) {
 		const Sistemo__V1__NetworkMember *x = d->members[i];
-		const char *cells[] = {x->machine,
-				       output_enum(&sistemo__v1__machine_state__descriptor, x->state),
-				       x->ip, x->dns_name};
+		const char *cells[] = {
+			x->machine, output_enum(&sistemo__v1__machine_state__descriptor, x->state),
+			x->ip, x->dns_name};
 		table_add(t, cells);
 	}
 	table_print(t, stdout, "no machines on this network");
@@ -87,8 +87,7 @@ run_inspect(struct cli *cli, const struct cmd_args *a)
 	if (!c)
 		return cli_fail(cli, &err);
 	req.name = a->pos[0];
-	STUB(c, sistemo__v1__networks__inspect, SVC_NETWORKS, Sistemo__V1__NetworkDetail, &req,
-	     &r);
+	STUB(c, sistemo__v1__networks__inspect, SVC_NETWORKS, Sistemo__V1__NetworkDetail, &req, &r);
 	return cmd_finish(cli, c, r, inspect_text);
 }
 
@@ -208,23 +207,51 @@ static const struct flag ping_flags[] = {
 };
 
 const struct cmd network_cmds[] = {
-	{.name = "create", .usage = "<name>", .min_args = 1, .max_args = 1, .flags = create_flags,
-	 .summary = "Create a named network with its own bridge and subnet", .run = run_create,
+	{.name = "create",
+	 .usage = "<name>",
+	 .min_args = 1,
+	 .max_args = 1,
+	 .flags = create_flags,
+	 .summary = "Create a named network with its own bridge and subnet",
+	 .run = run_create,
 	 .examples = "  sistemo network create backend\n"
 		     "  sistemo network create prod --subnet 10.210.0.0/24\n"},
 	{.name = "list", .aliases = a_ls, .summary = "List networks", .run = run_list},
-	{.name = "inspect", .aliases = a_inspect, .usage = "<name>", .min_args = 1,
-	 .max_args = 1, .complete = "networks", .summary = "Show a network and its machines",
+	{.name = "inspect",
+	 .aliases = a_inspect,
+	 .usage = "<name>",
+	 .min_args = 1,
+	 .max_args = 1,
+	 .complete = "networks",
+	 .summary = "Show a network and its machines",
 	 .run = run_inspect},
-	{.name = "delete", .aliases = a_rm, .usage = "<name>", .min_args = 1, .max_args = 1,
-	 .complete = "networks", .summary = "Delete a network (refused while machines use it)",
+	{.name = "delete",
+	 .aliases = a_rm,
+	 .usage = "<name>",
+	 .min_args = 1,
+	 .max_args = 1,
+	 .complete = "networks",
+	 .summary = "Delete a network (refused while machines use it)",
 	 .run = run_delete},
-	{.name = "rules", .usage = "[network]", .max_args = 1, .complete = "networks",
-	 .summary = "Print the firewall and NAT rules sistemo owns", .run = run_rules},
-	{.name = "ports", .usage = "[network]", .max_args = 1, .complete = "networks",
-	 .summary = "List every exposed port", .run = run_ports},
-	{.name = "ping", .usage = "<from-machine> <to-machine>", .min_args = 2, .max_args = 2,
-	 .flags = ping_flags, .complete = "machines",
-	 .summary = "Ping from inside one machine to another", .run = run_ping},
+	{.name = "rules",
+	 .usage = "[network]",
+	 .max_args = 1,
+	 .complete = "networks",
+	 .summary = "Print the firewall and NAT rules sistemo owns",
+	 .run = run_rules},
+	{.name = "ports",
+	 .usage = "[network]",
+	 .max_args = 1,
+	 .complete = "networks",
+	 .summary = "List every exposed port",
+	 .run = run_ports},
+	{.name = "ping",
+	 .usage = "<from-machine> <to-machine>",
+	 .min_args = 2,
+	 .max_args = 2,
+	 .flags = ping_flags,
+	 .complete = "machines",
+	 .summary = "Ping from inside one machine to another",
+	 .run = run_ping},
 	{0},
 };

@@ -72,13 +72,17 @@ static const struct flag logs_flags[] = {
 };
 
 const struct cmd service_cmds[] = {
-	{.name = "install", .flags = install_flags,
+	{.name = "install",
+	 .flags = install_flags,
 	 .summary = "Write /etc/systemd/system/sistemo.service, enable and start it",
 	 .run = run_service_install},
-	{.name = "uninstall", .summary = "Stop, disable and remove the unit",
+	{.name = "uninstall",
+	 .summary = "Stop, disable and remove the unit",
 	 .run = run_service_uninstall},
 	{.name = "status", .summary = "systemctl status sistemo", .run = run_service_status},
-	{.name = "logs", .flags = logs_flags, .summary = "Follow the daemon's journal",
+	{.name = "logs",
+	 .flags = logs_flags,
+	 .summary = "Follow the daemon's journal",
 	 .run = run_service_logs},
 	{0},
 };
@@ -108,7 +112,8 @@ static const struct flag reset_flags[] = {
 };
 
 const struct cmd admin_cmds[] = {
-	{.name = "reset-password", .flags = reset_flags,
+	{.name = "reset-password",
+	 .flags = reset_flags,
 	 .summary = "Set a new dashboard password (asked without echo)",
 	 .run = run_reset_password},
 	{0},

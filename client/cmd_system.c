@@ -55,7 +55,8 @@ run_version(struct cli *cli, const struct cmd_args *a)
 
 	(void)a;
 	if (c)
-		STUB(c, sistemo__v1__system__info, SVC_SYSTEM, Sistemo__V1__SystemInfo, &req, &info);
+		STUB(c, sistemo__v1__system__info, SVC_SYSTEM, Sistemo__V1__SystemInfo, &req,
+		     &info);
 	const char *dv = info ? info->version : "";
 	const char *why = info ? "" : c ? rpc_client_error(c)->msg : err.msg;
 	if (cli->output == OUTPUT_JSON)
@@ -157,8 +158,8 @@ static void
 history_text(struct cli *cli, const ProtobufCMessage *m)
 {
 	const Sistemo__V1__HistoryReply *r = (const void *)m;
-	static const char *const headers[] = {"TIME", "ACTOR", "ACTION", "TARGET", "RESULT",
-					      "DETAIL", NULL};
+	static const char *const headers[] = {"TIME",   "ACTOR",  "ACTION", "TARGET",
+					      "RESULT", "DETAIL", NULL};
 	struct table *t = table_new(headers);
 
 	(void)cli;
@@ -166,8 +167,9 @@ history_text(struct cli *cli, const ProtobufCMessage *m)
 		const Sistemo__V1__AuditEntry *e = r->entries[i];
 		char when[32];
 		cmd_time(e->time_unix_ms, when, sizeof(when));
-		const char *cells[] = {when, e->actor, e->action, e->target_name,
-				       e->success ? "ok" : "failed", e->detail};
+		const char *cells[] = {
+			when,     e->actor, e->action, e->target_name, e->success ? "ok" : "failed",
+			e->detail};
 		table_add(t, cells);
 	}
 	table_print(t, stdout, "no history yet");
@@ -307,8 +309,10 @@ run_system_info(struct cli *cli, const struct cmd_args *a)
 }
 
 const struct cmd system_cmds[] = {
-	{.name = "info", .summary = "Show the daemon, the host and the VMM drivers",
-	 .run = run_system_info, .examples = "  sistemo system info\n  sistemo system info -o json\n"},
+	{.name = "info",
+	 .summary = "Show the daemon, the host and the VMM drivers",
+	 .run = run_system_info,
+	 .examples = "  sistemo system info\n  sistemo system info -o json\n"},
 	{0},
 };
 
@@ -333,8 +337,10 @@ static const struct flag kernel_build_flags[] = {
 };
 
 const struct cmd kernel_cmds[] = {
-	{.name = "build", .summary = "Build a guest kernel with virtio-mmio, ext4 and IP_PNP "
-				     "built in (about 15 min on 2 cores)",
-	 .flags = kernel_build_flags, .run = run_kernel_build},
+	{.name = "build",
+	 .summary = "Build a guest kernel with virtio-mmio, ext4 and IP_PNP "
+		    "built in (about 15 min on 2 cores)",
+	 .flags = kernel_build_flags,
+	 .run = run_kernel_build},
 	{0},
 };

@@ -28,8 +28,8 @@ static void
 list_text(struct cli *cli, const ProtobufCMessage *m)
 {
 	const Sistemo__V1__ListVolumesReply *r = (const void *)m;
-	static const char *const headers[] = {"NAME", "SIZE", "USED", "ROLE", "STATUS",
-					      "ATTACHED TO", NULL};
+	static const char *const headers[] = {"NAME",   "SIZE",        "USED", "ROLE",
+					      "STATUS", "ATTACHED TO", NULL};
 	struct table *t = table_new(headers);
 
 	(void)cli;
@@ -38,9 +38,13 @@ list_text(struct cli *cli, const ProtobufCMessage *m)
 		char size[32], used[32];
 		units_format_mb(v->size_mb, size, sizeof(size));
 		units_format_mb(v->used_mb, used, sizeof(used));
-		const char *cells[] = {v->name, size, used, v->role,
-				       output_enum(&sistemo__v1__volume_state__descriptor, v->state),
-				       v->machine};
+		const char *cells[] = {
+			v->name,
+			size,
+			used,
+			v->role,
+			output_enum(&sistemo__v1__volume_state__descriptor, v->state),
+			v->machine};
 		table_add(t, cells);
 	}
 	table_print(t, stdout, "no volumes (create one: sistemo volume create 10G --name data)");
@@ -176,8 +180,7 @@ static const char *const a_rm[] = {"rm", "remove", NULL};
 
 static const struct flag create_flags[] = {
 	{"name", 0, FLAG_STRING, "NAME", "volume name", "the first 8 characters of its id"},
-	{"size", 's', FLAG_STRING, "SIZE", "size, instead of the argument: MB or with M/G/T",
-	 NULL},
+	{"size", 's', FLAG_STRING, "SIZE", "size, instead of the argument: MB or with M/G/T", NULL},
 	{0},
 };
 static const struct flag resize_flags[] = {
@@ -190,22 +193,54 @@ static const struct flag delete_flags[] = {
 };
 
 const struct cmd volume_cmds[] = {
-	{.name = "create", .aliases = a_create, .usage = "<size> [--name NAME]", .max_args = 1,
-	 .flags = create_flags, .summary = "Create a data volume", .run = run_create,
+	{.name = "create",
+	 .aliases = a_create,
+	 .usage = "<size> [--name NAME]",
+	 .max_args = 1,
+	 .flags = create_flags,
+	 .summary = "Create a data volume",
+	 .run = run_create,
 	 .examples = "  sistemo volume create 10G --name data\n"},
 	{.name = "list", .aliases = a_ls, .summary = "List volumes", .run = run_list},
-	{.name = "show", .aliases = a_show, .usage = "<volume>", .min_args = 1, .max_args = 1,
-	 .complete = "volumes", .summary = "Show a volume", .run = run_show},
-	{.name = "delete", .aliases = a_rm, .usage = "<volume>", .min_args = 1, .max_args = 1,
-	 .flags = delete_flags, .complete = "volumes",
-	 .summary = "Delete a volume (refused while attached)", .run = run_delete},
-	{.name = "resize", .usage = "<volume> <size>", .min_args = 1, .max_args = 2,
-	 .flags = resize_flags, .complete = "volumes",
-	 .summary = "Grow a volume and its filesystem", .run = run_resize,
+	{.name = "show",
+	 .aliases = a_show,
+	 .usage = "<volume>",
+	 .min_args = 1,
+	 .max_args = 1,
+	 .complete = "volumes",
+	 .summary = "Show a volume",
+	 .run = run_show},
+	{.name = "delete",
+	 .aliases = a_rm,
+	 .usage = "<volume>",
+	 .min_args = 1,
+	 .max_args = 1,
+	 .flags = delete_flags,
+	 .complete = "volumes",
+	 .summary = "Delete a volume (refused while attached)",
+	 .run = run_delete},
+	{.name = "resize",
+	 .usage = "<volume> <size>",
+	 .min_args = 1,
+	 .max_args = 2,
+	 .flags = resize_flags,
+	 .complete = "volumes",
+	 .summary = "Grow a volume and its filesystem",
+	 .run = run_resize,
 	 .examples = "  sistemo volume resize data 20G\n"},
-	{.name = "attach", .usage = "<volume> <machine>", .min_args = 2, .max_args = 2,
-	 .complete = "volumes", .summary = "Attach a volume to a machine", .run = run_attach},
-	{.name = "detach", .usage = "<volume> <machine>", .min_args = 2, .max_args = 2,
-	 .complete = "volumes", .summary = "Detach a volume from a machine", .run = run_detach},
+	{.name = "attach",
+	 .usage = "<volume> <machine>",
+	 .min_args = 2,
+	 .max_args = 2,
+	 .complete = "volumes",
+	 .summary = "Attach a volume to a machine",
+	 .run = run_attach},
+	{.name = "detach",
+	 .usage = "<volume> <machine>",
+	 .min_args = 2,
+	 .max_args = 2,
+	 .complete = "volumes",
+	 .summary = "Detach a volume from a machine",
+	 .run = run_detach},
 	{0},
 };

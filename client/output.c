@@ -124,8 +124,8 @@ output_state_color(const char *state, bool tty, char *buf, size_t size)
 	static const struct {
 		const char *state, *color;
 	} colors[] = {
-		{"running", "32"}, {"ok", "32"},    {"stopped", "33"}, {"warn", "33"},
-		{"error", "31"},   {"fail", "31"},  {"creating", "36"}, {"starting", "36"},
+		{"running", "32"},  {"ok", "32"},       {"stopped", "33"},  {"warn", "33"},
+		{"error", "31"},    {"fail", "31"},     {"creating", "36"}, {"starting", "36"},
 		{"stopping", "36"}, {"deleting", "36"},
 	};
 	for (size_t i = 0; tty && i < ARRAY_SIZE(colors); i++)

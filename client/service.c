@@ -23,24 +23,24 @@
 extern char **environ;
 
 static const char unit_template[] =
-        "# Written by 'sistemo service install'; 'sistemo service uninstall' removes it.\n"
-        "[Unit]\n"
-        "Description=sistemo microVM daemon\n"
-        "After=network-online.target\n"
-        "Wants=network-online.target\n"
-        "\n"
-        "[Service]\n"
-        "Type=simple\n"
-        "ExecStart=%s up --data-dir=%s\n"
-        "Restart=on-failure\n"
-        "RestartSec=5\n"
-        "LimitNOFILE=65535\n"
-        "# Only the daemon: the machines' VMM processes survive a daemon restart.\n"
-        "KillMode=process\n"
-        "Delegate=yes\n"
-        "\n"
-        "[Install]\n"
-        "WantedBy=multi-user.target\n";
+	"# Written by 'sistemo service install'; 'sistemo service uninstall' removes it.\n"
+	"[Unit]\n"
+	"Description=sistemo microVM daemon\n"
+	"After=network-online.target\n"
+	"Wants=network-online.target\n"
+	"\n"
+	"[Service]\n"
+	"Type=simple\n"
+	"ExecStart=%s up --data-dir=%s\n"
+	"Restart=on-failure\n"
+	"RestartSec=5\n"
+	"LimitNOFILE=65535\n"
+	"# Only the daemon: the machines' VMM processes survive a daemon restart.\n"
+	"KillMode=process\n"
+	"Delegate=yes\n"
+	"\n"
+	"[Install]\n"
+	"WantedBy=multi-user.target\n";
 
 static bool
 unit_dir_overridden(void)
@@ -61,7 +61,7 @@ unit_path(char *buf, size_t size, struct err *err)
 {
 	if (snprintf(buf, size, "%s/" UNIT_NAME, unit_dir()) >= (int)size)
 		return err_set(err, ERR_INVALID, NULL, ENAMETOOLONG,
-		               "unit directory '%s' is too long", unit_dir());
+			       "unit directory '%s' is too long", unit_dir());
 	return 0;
 }
 
@@ -123,22 +123,22 @@ run(char *const argv[])
 static int
 systemctl(const char *verb, bool unit, const char *written, struct err *err)
 {
-	char *argv[] = { "systemctl", (char *)verb, unit ? "sistemo" : NULL, NULL };
+	char *argv[] = {"systemctl", (char *)verb, unit ? "sistemo" : NULL, NULL};
 	int r = run(argv);
 
 	if (r == -ENOENT)
 		return err_set(
-		        err, ERR_PRECONDITION, NULL, ENOENT,
-		        "the unit is written to '%s', but systemctl is not installed on this "
-		        "host: " DETACH_HINT,
-		        written);
+			err, ERR_PRECONDITION, NULL, ENOENT,
+			"the unit is written to '%s', but systemctl is not installed on this "
+			"host: " DETACH_HINT,
+			written);
 	if (r < 0)
 		return err_set(err, ERR_INTERNAL, NULL, -r, "run 'systemctl %s': %s", verb,
-		               strerror(-r));
+			       strerror(-r));
 	if (r > 0)
 		return err_set(err, ERR_INTERNAL, NULL, EIO,
-		               "'systemctl %s%s' exited with status %d", verb,
-		               unit ? " sistemo" : "", r);
+			       "'systemctl %s%s' exited with status %d", verb,
+			       unit ? " sistemo" : "", r);
 	return 0;
 }
 
@@ -173,17 +173,17 @@ unit_path_check(const char *what, const char *path, struct err *err)
 {
 	if (!path || path[0] != '/')
 		return err_set(err, ERR_INVALID, NULL, EINVAL, "%s '%s' must be an absolute path",
-		               what, path ? path : "");
+			       what, path ? path : "");
 	for (const char *p = path; *p; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			return err_set(err, ERR_INVALID, NULL, EINVAL,
-			               "%s must not contain control characters", what);
+				       "%s must not contain control characters", what);
 	return 0;
 }
 
 int
 service_unit_render(const char *binary, const char *data_dir, char *buf, size_t size,
-                    struct err *err)
+		    struct err *err)
 {
 	char bin_q[2 * PATH_MAX + 3], dir_q[2 * PATH_MAX + 3];
 
@@ -244,13 +244,13 @@ unit_write(const char *path, const char *text, struct err *err)
 
 	if (r < 0)
 		return err_set(err, errno_code(-r), NULL, -r, "create '%s': %s", unit_dir(),
-		               strerror(-r));
+			       strerror(-r));
 	if (snprintf(tmp, sizeof(tmp), "%s/." UNIT_NAME ".XXXXXX", unit_dir()) >= (int)sizeof(tmp))
 		return err_set(err, ERR_INVALID, NULL, ENAMETOOLONG, "'%s' is too long", path);
 	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
 		return err_set(err, errno_code(errno), NULL, errno, "write '%s': %s", path,
-		               strerror(errno));
+			       strerror(errno));
 	r = fd_write_all(fd, text, strlen(text));
 	if (r == 0 && (fchmod(fd, 0644) < 0 || fsync(fd) < 0))
 		r = -errno;
@@ -269,12 +269,12 @@ unit_write(const char *path, const char *text, struct err *err)
 static int
 service_start(const char *path, struct err *err)
 {
-	char *is_active[] = { "systemctl", "is-active", "--quiet", "sistemo", NULL };
+	char *is_active[] = {"systemctl", "is-active", "--quiet", "sistemo", NULL};
 
 	if (!systemd_running())
 		return err_set(err, ERR_PRECONDITION, NULL, ENOTSUP,
-		               "the unit is written to '%s', but " NO_SYSTEMD ": " DETACH_HINT,
-		               path);
+			       "the unit is written to '%s', but " NO_SYSTEMD ": " DETACH_HINT,
+			       path);
 	if (systemctl("daemon-reload", false, path, err) < 0 ||
 	    systemctl("enable", true, path, err) < 0)
 		return -EIO;
@@ -299,8 +299,8 @@ int
 service_uninstall(struct err *err)
 {
 	char path[PATH_MAX];
-	char *stop[] = { "systemctl", "stop", "sistemo", NULL };
-	char *disable[] = { "systemctl", "disable", "sistemo", NULL };
+	char *stop[] = {"systemctl", "stop", "sistemo", NULL};
+	char *disable[] = {"systemctl", "disable", "sistemo", NULL};
 	bool systemd = systemd_running();
 
 	if (root_check("uninstall", !unit_dir_overridden(), err) < 0 ||
@@ -308,7 +308,7 @@ service_uninstall(struct err *err)
 		return -EIO;
 	if (access(path, F_OK) < 0)
 		return err_set(err, errno_code(errno), NULL, errno,
-		               "no unit at '%s': the service is not installed", path);
+			       "no unit at '%s': the service is not installed", path);
 	/* Failures are not fatal: a unit that does not load must still be removable. */
 	if (systemd && run(stop) == -ENOENT)
 		systemd = false;
@@ -316,46 +316,46 @@ service_uninstall(struct err *err)
 		run(disable);
 	if (unlink(path) < 0)
 		return err_set(err, errno_code(errno), NULL, errno, "remove '%s': %s", path,
-		               strerror(errno));
+			       strerror(errno));
 	return systemd ? systemctl("daemon-reload", false, path, err) : 0;
 }
 
 int
 service_status(struct err *err)
 {
-	char *argv[] = { "systemctl", "status", "sistemo", "--no-pager", NULL };
+	char *argv[] = {"systemctl", "status", "sistemo", "--no-pager", NULL};
 	int r = systemd_running() ? run(argv) : -ENOTSUP;
 
 	if (r == -ENOTSUP)
 		return err_set(err, ERR_PRECONDITION, NULL, ENOTSUP,
-		               NO_SYSTEMD ", so there is no service: " DETACH_HINT);
+			       NO_SYSTEMD ", so there is no service: " DETACH_HINT);
 	if (r == -ENOENT)
 		return err_set(err, ERR_PRECONDITION, NULL, ENOENT,
-		               "systemctl is not installed on this host, so there is no "
-		               "service: " DETACH_HINT);
+			       "systemctl is not installed on this host, so there is no "
+			       "service: " DETACH_HINT);
 	if (r < 0)
 		return err_set(err, ERR_INTERNAL, NULL, -r, "run 'systemctl status': %s",
-		               strerror(-r));
+			       strerror(-r));
 	return r;
 }
 
 int
 service_logs(bool follow, const char *data_dir, struct err *err)
 {
-	char *argv[] = { "journalctl", "-u", "sistemo", "--no-pager", follow ? "-f" : NULL, NULL };
+	char *argv[] = {"journalctl", "-u", "sistemo", "--no-pager", follow ? "-f" : NULL, NULL};
 	const char *dir = data_dir ? data_dir : "<data dir>";
 	int r = systemd_running() ? run(argv) : -ENOTSUP;
 
 	if (r == -ENOTSUP)
 		return err_set(err, ERR_PRECONDITION, NULL, ENOTSUP,
-		               NO_SYSTEMD ", so there is no service log: a daemon started with "
-		                          "'sistemo up --detach' logs to '%s/sistemo.log'",
-		               dir);
+			       NO_SYSTEMD ", so there is no service log: a daemon started with "
+					  "'sistemo up --detach' logs to '%s/sistemo.log'",
+			       dir);
 	if (r == -ENOENT)
 		return err_set(err, ERR_PRECONDITION, NULL, ENOENT,
-		               "journalctl is not installed on this host: a daemon started with "
-		               "'sistemo up --detach' logs to '%s/sistemo.log'",
-		               dir);
+			       "journalctl is not installed on this host: a daemon started with "
+			       "'sistemo up --detach' logs to '%s/sistemo.log'",
+			       dir);
 	if (r < 0)
 		return err_set(err, ERR_INTERNAL, NULL, -r, "run 'journalctl': %s", strerror(-r));
 	return r;

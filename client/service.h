@@ -10,7 +10,7 @@
 /* The unit text for the daemon at `binary` (absolute, from /proc/self/exe) serving the absolute
  * `data_dir`. ERR_INVALID for a relative path or a control character in one. */
 int service_unit_render(const char *binary, const char *data_dir, char *buf, size_t size,
-                        struct err *err);
+			struct err *err);
 
 /* Writes <unit dir>/sistemo.service atomically (mode 0644); with `start`, then runs
  * daemon-reload, enable, and restart (when active) or start. Needs root, unless

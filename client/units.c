@@ -22,16 +22,8 @@ static const struct {
 	const char *suffix;
 	uint64_t mb;
 } size_units[] = {
-	{ "", 1 },
-	{ "m", 1 },
-	{ "mb", 1 },
-	{ "mib", 1 },
-	{ "g", 1024 },
-	{ "gb", 1024 },
-	{ "gib", 1024 },
-	{ "t", 1024 * 1024 },
-	{ "tb", 1024 * 1024 },
-	{ "tib", 1024 * 1024 },
+	{"", 1},      {"m", 1},      {"mb", 1},          {"mib", 1},          {"g", 1024},
+	{"gb", 1024}, {"gib", 1024}, {"t", 1024 * 1024}, {"tb", 1024 * 1024}, {"tib", 1024 * 1024},
 };
 
 /* ERR_INVALID for the flag `field`, the message prefixed by "--field: ". */
@@ -134,7 +126,7 @@ struct spec_parts {
 static int
 spec_split(char *body, struct spec_parts *p)
 {
-	*p = (struct spec_parts){ .ip = "" };
+	*p = (struct spec_parts){.ip = ""};
 	if (body[0] == '[') {
 		char *end = strchr(body, ']');
 		if (!end || end[1] != ':')
@@ -165,7 +157,7 @@ spec_split(char *body, struct spec_parts *p)
 /* Checks the host ip of a spec and stores it in canonical form. */
 static int
 spec_ip_parse(const char *field, const char *s, const struct spec_parts *p, char *ret, size_t size,
-              struct err *err)
+	      struct err *err)
 {
 	unsigned char addr[16];
 	int af = p->ip6 ? AF_INET6 : AF_INET;
@@ -176,16 +168,16 @@ spec_ip_parse(const char *field, const char *s, const struct spec_parts *p, char
 	}
 	if (inet_pton(af, p->ip, addr) != 1 || !inet_ntop(af, addr, ret, (socklen_t)size))
 		return fail(err, field,
-		            "invalid host ip '%.*s' in '%.*s': use an IPv4 address or an IPv6 "
-		            "address in brackets",
-		            ECHO_MAX, p->ip, ECHO_MAX, s);
+			    "invalid host ip '%.*s' in '%.*s': use an IPv4 address or an IPv6 "
+			    "address in brackets",
+			    ECHO_MAX, p->ip, ECHO_MAX, s);
 	return 0;
 }
 
 /* Parses the host and machine ports of a split spec into ret. */
 static int
 spec_ports_parse(const char *field, const char *s, const struct spec_parts *p,
-                 struct port_spec *ret, struct err *err)
+		 struct port_spec *ret, struct err *err)
 {
 	const char *bad = p->host;
 	int r = port_parse(p->host, &ret->host_port);
@@ -198,7 +190,7 @@ spec_ports_parse(const char *field, const char *s, const struct spec_parts *p,
 	}
 	if (r == -ERANGE)
 		return fail(err, field, "port '%.*s' in '%.*s' is out of range: use 1 to 65535",
-		            ECHO_MAX, bad, ECHO_MAX, s);
+			    ECHO_MAX, bad, ECHO_MAX, s);
 	if (r < 0)
 		return fail(err, field, "invalid port spec '%.*s': " PORT_FORMS, ECHO_MAX, s);
 	return 0;
@@ -210,12 +202,12 @@ units_parse_port_spec(const char *field, const char *s, struct port_spec *ret, s
 	char body[128];
 	const char *slash = strrchr(s, '/');
 	size_t n = slash ? (size_t)(slash - s) : strlen(s);
-	struct port_spec spec = { 0 };
+	struct port_spec spec = {0};
 	struct spec_parts parts;
 
 	if (slash && proto_parse(slash + 1, &spec.udp) < 0)
 		return fail(err, field, "unknown protocol '%.*s' in '%.*s': use tcp or udp",
-		            ECHO_MAX, slash + 1, ECHO_MAX, s);
+			    ECHO_MAX, slash + 1, ECHO_MAX, s);
 	if (n >= sizeof(body))
 		return fail(err, field, "invalid port spec '%.*s': " PORT_FORMS, ECHO_MAX, s);
 	memcpy(body, s, n);
@@ -231,21 +223,21 @@ units_parse_port_spec(const char *field, const char *s, struct port_spec *ret, s
 
 int
 units_parse_uint(const char *field, const char *s, unsigned min, unsigned max, unsigned *ret,
-                 struct err *err)
+		 struct err *err)
 {
 	uint64_t v;
 	size_t n;
 
 	if (digits_parse(s, &v, &n) < 0 || s[n] != '\0' || v < min || v > max)
 		return fail(err, field, "invalid value '%.*s': use a whole number from %u to %u",
-		            ECHO_MAX, s, min, max);
+			    ECHO_MAX, s, min, max);
 	*ret = (unsigned)v;
 	return 0;
 }
 
 int
 units_parse_host_port(const char *field, const char *s, unsigned *ret_port, bool *ret_udp,
-                      struct err *err)
+		      struct err *err)
 {
 	char port[16];
 	const char *slash = strchr(s, '/');
@@ -256,14 +248,14 @@ units_parse_host_port(const char *field, const char *s, unsigned *ret_port, bool
 
 	if (slash && proto_parse(slash + 1, &udp) < 0)
 		return fail(err, field, "unknown protocol '%.*s' in '%.*s': use tcp or udp",
-		            ECHO_MAX, slash + 1, ECHO_MAX, s);
+			    ECHO_MAX, slash + 1, ECHO_MAX, s);
 	snprintf(port, sizeof(port), "%.*s", (int)(n < sizeof(port) ? n : sizeof(port) - 1), s);
 	r = n < sizeof(port) ? port_parse(port, &v) : -EINVAL;
 	if (r == -ERANGE)
 		return fail(err, field, "port '%s' is out of range: use 1 to 65535", port);
 	if (r < 0)
 		return fail(err, field, "invalid port '%.*s': use PORT or PORT/udp (e.g. 8080)",
-		            ECHO_MAX, s);
+			    ECHO_MAX, s);
 	*ret_port = v;
 	*ret_udp = udp;
 	return 0;
@@ -275,7 +267,7 @@ units_format_mb(uint64_t mb, char *buf, size_t size)
 	static const struct {
 		uint64_t mb;
 		char unit;
-	} scale[] = { { 1024 * 1024, 'T' }, { 1024, 'G' } };
+	} scale[] = {{1024 * 1024, 'T'}, {1024, 'G'}};
 
 	for (size_t i = 0; i < ARRAY_SIZE(scale); i++) {
 		uint64_t u = scale[i].mb, whole = mb / u, tenths = ((mb % u) * 10 + u / 2) / u;
@@ -291,7 +283,7 @@ units_format_mb(uint64_t mb, char *buf, size_t size)
 			snprintf(buf, size, "%" PRIu64 "%c", whole, scale[i].unit);
 		else
 			snprintf(buf, size, "%" PRIu64 ".%" PRIu64 "%c", whole, tenths,
-			         scale[i].unit);
+				 scale[i].unit);
 		return;
 	}
 	snprintf(buf, size, "%" PRIu64 "M", mb);

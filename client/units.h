@@ -26,11 +26,11 @@ int units_parse_port_spec(const char *field, const char *s, struct port_spec *re
 
 /* A whole number from min to max (decimal digits only). */
 int units_parse_uint(const char *field, const char *s, unsigned min, unsigned max, unsigned *ret,
-                     struct err *err);
+		     struct err *err);
 
 /* A host port for unexpose: "8080" or "8080/udp" ("/tcp" is the default). */
 int units_parse_host_port(const char *field, const char *s, unsigned *ret_port, bool *ret_udp,
-                          struct err *err);
+			  struct err *err);
 
 /* 512 -> "512M", 2048 -> "2G", 1536 -> "1.5G", 1048576 -> "1T" (at most one decimal). */
 void units_format_mb(uint64_t mb, char *buf, size_t size);

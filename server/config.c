@@ -22,21 +22,17 @@
 #define VALUE_SHOW_MAX 120
 
 enum key_type {
-	KEY_UINT,	/* decimal, no sign; unsigned or uint64_t field */
-	KEY_BOOL,	/* true/false, yes/no, on/off, 1/0 */
-	KEY_IFNAME,	/* network interface name, '' = auto */
-	KEY_ENUM,	/* one of .values */
-	KEY_CIDR,	/* IPv4 network, prefix in [.min, .max] */
-	KEY_URL,	/* starts with one of .values, '' = .empty */
+	KEY_UINT,       /* decimal, no sign; unsigned or uint64_t field */
+	KEY_BOOL,       /* true/false, yes/no, on/off, 1/0 */
+	KEY_IFNAME,     /* network interface name, '' = auto */
+	KEY_ENUM,       /* one of .values */
+	KEY_CIDR,       /* IPv4 network, prefix in [.min, .max] */
+	KEY_URL,        /* starts with one of .values, '' = .empty */
 	KEY_LISTEN_URL, /* .values[0] + HOST:PORT, '' = .empty */
-	KEY_ADDR,	/* IPv4 or IPv6 literal */
+	KEY_ADDR,       /* IPv4 or IPv6 literal */
 };
 
-enum source {
-	SOURCE_DEFAULT,
-	SOURCE_FILE,
-	SOURCE_ENV
-};
+enum source { SOURCE_DEFAULT, SOURCE_FILE, SOURCE_ENV };
 
 static const char *const source_names[] = {
 	[SOURCE_DEFAULT] = "default", [SOURCE_FILE] = "config.yml", [SOURCE_ENV] = "env"};
@@ -47,9 +43,9 @@ struct config_key {
 	enum key_type type;
 	size_t offset, size;
 	const char *def;
-	uint64_t min, max;	   /* KEY_UINT: range, max 0 = the field's; KEY_CIDR: prefix */
+	uint64_t min, max;         /* KEY_UINT: range, max 0 = the field's; KEY_CIDR: prefix */
 	const char *const *values; /* KEY_ENUM: the words; KEY_URL, KEY_LISTEN_URL: the schemes */
-	const char *empty;	   /* what '' means, for types that allow it */
+	const char *empty;         /* what '' means, for types that allow it */
 	const char *help;
 };
 
@@ -199,7 +195,7 @@ static const struct {
 	const char *word;
 	bool value;
 } bool_words[] = {{"true", true}, {"false", false}, {"yes", true}, {"no", false},
-		  {"on", true},	  {"off", false},   {"1", true},   {"0", false}};
+		  {"on", true},   {"off", false},   {"1", true},   {"0", false}};
 
 static int
 bool_parse(const struct config_key *k, const char *s, void *field)

@@ -38,7 +38,7 @@ struct config {
 	char gateway_listen[64];
 
 	unsigned char source_[CONFIG_KEY_COUNT]; /* where each value came from, table order */
-	unsigned line_[CONFIG_KEY_COUNT];	 /* its line in config.yml, 0 if not there */
+	unsigned line_[CONFIG_KEY_COUNT];        /* its line in config.yml, 0 if not there */
 	size_t n_warnings_;
 	char warnings_[CONFIG_WARNINGS_MAX][CONFIG_WARNING_SIZE];
 };

@@ -47,8 +47,8 @@ resolve_service(const struct service *s, struct resolved_service *out, struct er
 	for (size_t i = 0; i < s->n_methods; i++)
 		if (!protobuf_c_service_descriptor_get_method_by_name(s->desc, s->methods[i].name))
 			return err_set(err, ERR_INTERNAL, NULL, ENOENT,
-				       "service '%s': handler '%s' names no method",
-				       s->desc->name, s->methods[i].name);
+				       "service '%s': handler '%s' names no method", s->desc->name,
+				       s->methods[i].name);
 	return 0;
 }
 
@@ -102,8 +102,8 @@ lookup(struct dispatch *d, const Sistemo__V1__Request *req, const struct resolve
 	const struct resolved_service *s = find_service(d, req->service);
 
 	if (!s)
-		return err_set(err, ERR_UNIMPLEMENTED, "service", ENOENT,
-			       "unknown service '%.64s'", req->service);
+		return err_set(err, ERR_UNIMPLEMENTED, "service", ENOENT, "unknown service '%.64s'",
+			       req->service);
 	*ret_md = protobuf_c_service_descriptor_get_method_by_name(s->svc->desc, req->method);
 	if (!*ret_md)
 		return err_set(err, ERR_UNIMPLEMENTED, "method", ENOENT,
@@ -147,12 +147,13 @@ snake_case(const char *in, char *out, size_t size)
 static const char *
 request_target(const ProtobufCMessage *in)
 {
-	static const char *const names[] = {"machine", "name", "volume", "image", "network",
-					    "id", "from"};
+	static const char *const names[] = {"machine", "name", "volume", "image",
+					    "network", "id",   "from"};
 	for (size_t i = 0; in && i < ARRAY_SIZE(names); i++) {
 		const ProtobufCFieldDescriptor *f =
 			protobuf_c_message_descriptor_get_field_by_name(in->descriptor, names[i]);
-		if (f && f->type == PROTOBUF_C_TYPE_STRING && f->label != PROTOBUF_C_LABEL_REPEATED) {
+		if (f && f->type == PROTOBUF_C_TYPE_STRING &&
+		    f->label != PROTOBUF_C_LABEL_REPEATED) {
 			const char *v = *(char *const *)((const char *)in + f->offset);
 			if (v && *v)
 				return v;
@@ -176,9 +177,8 @@ invoke(struct dispatch *d, struct call *c, const Sistemo__V1__Request *req,
 	ProtobufCMessage *in = protobuf_c_message_unpack(md->input, arena_allocator(c->arena),
 							 req->payload.len, req->payload.data);
 	if (!in)
-		return err_set(err, ERR_INVALID, NULL, EBADMSG,
-			       "malformed '%s' message for %s.%s", md->input->short_name,
-			       req->service, req->method);
+		return err_set(err, ERR_INVALID, NULL, EBADMSG, "malformed '%s' message for %s.%s",
+			       md->input->short_name, req->service, req->method);
 	if (!c->target_name)
 		c->target_name = request_target(in);
 	if (!m->fn) {
@@ -192,9 +192,8 @@ invoke(struct dispatch *d, struct call *c, const Sistemo__V1__Request *req,
 	}
 	r = m->fn(c, in, ret_out, err);
 	if (r >= 0 && (!*ret_out || (*ret_out)->descriptor != md->output))
-		return err_set(err, ERR_INTERNAL, NULL, EPROTO,
-			       "handler %s.%s returned no '%s'", req->service, req->method,
-			       md->output->short_name);
+		return err_set(err, ERR_INTERNAL, NULL, EPROTO, "handler %s.%s returned no '%s'",
+			       req->service, req->method, md->output->short_name);
 	return r;
 }
 
@@ -248,8 +247,10 @@ dispatch_handle(struct dispatch *d, struct daemon *daemon, const struct caller *
 	if (arena_new(&c.arena) < 0)
 		abort();
 	if (len > RPC_MAX_MSG)
-		err_set(&err, ERR_EXHAUSTED, NULL, EMSGSIZE, "request of %zu bytes is over the %u "
-			"byte limit", len, RPC_MAX_MSG);
+		err_set(&err, ERR_EXHAUSTED, NULL, EMSGSIZE,
+			"request of %zu bytes is over the %u "
+			"byte limit",
+			len, RPC_MAX_MSG);
 	else if (!(r = sistemo__v1__request__unpack(arena_allocator(c.arena), len, req)))
 		err_set(&err, ERR_INVALID, NULL, EBADMSG, "malformed request envelope");
 	else if (r->version != 1)

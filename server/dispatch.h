@@ -37,8 +37,8 @@ enum {
 };
 
 struct method {
-	const char *name;  /* as in the .proto */
-	method_fn fn;      /* NULL: not built yet, see `later` */
+	const char *name; /* as in the .proto */
+	method_fn fn;     /* NULL: not built yet, see `later` */
 	unsigned flags;
 	const char *later; /* the capability that brings it, for the UNIMPLEMENTED message */
 };
@@ -50,11 +50,14 @@ struct service {
 	size_t n_methods;
 };
 
-#define SERVICE(d, n, m) {.desc = (d), .noun = (n), .methods = (m), .n_methods = ARRAY_SIZE(m)}
+#define SERVICE(d, n, m)                                                                           \
+	{                                                                                          \
+		.desc = (d), .noun = (n), .methods = (m), .n_methods = ARRAY_SIZE(m)               \
+	}
 
 /* The services this daemon serves (svc_*.c). */
-extern const struct service service_machines, service_networks, service_volumes,
-	service_images, service_system;
+extern const struct service service_machines, service_networks, service_volumes, service_images,
+	service_system;
 
 struct dispatch;
 

@@ -29,8 +29,8 @@ struct err {
 
 /* Sets the error (code, field or NULL, message) and returns -errno_hint, or -EIO if 0. Never
  * overwrites an error already set: the first error wins. */
-int err_set(struct err *err, enum err_code code, const char *field, int errno_hint,
-	    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+int err_set(struct err *err, enum err_code code, const char *field, int errno_hint, const char *fmt,
+	    ...) __attribute__((format(printf, 5, 6)));
 
 /* Prefixes the message with "context: " (context formatted); returns -EIO for chaining. */
 int err_wrap(struct err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

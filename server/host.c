@@ -121,8 +121,8 @@ probe_firecracker(const char *data_dir, bool kvm, const char *kvm_why, struct vm
 {
 	p->name = "firecracker";
 	if (host_find_binary("firecracker", data_dir, p->binary, sizeof(p->binary)) < 0) {
-		snprintf(p->reason, sizeof(p->reason),
-			 "no firecracker binary in %s/bin or on PATH", data_dir);
+		snprintf(p->reason, sizeof(p->reason), "no firecracker binary in %s/bin or on PATH",
+			 data_dir);
 		return;
 	}
 	binary_version(p->binary, p->version, sizeof(p->version));

@@ -14,10 +14,10 @@ int host_find_binary(const char *name, const char *data_dir, char *out, size_t s
 bool host_kvm_usable(char *why, size_t size);
 
 struct vmm_probe {
-	const char *name;     /* "qemu", "firecracker" */
+	const char *name; /* "qemu", "firecracker" */
 	bool available;
 	bool is_default;
-	char reason[256];     /* "kvm", "tcg (no /dev/kvm: ...)", or why it cannot run */
+	char reason[256]; /* "kvm", "tcg (no /dev/kvm: ...)", or why it cannot run */
 	char binary[PATH_MAX];
 	char version[96];
 };

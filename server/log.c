@@ -9,9 +9,10 @@
 
 enum log_level log_max_level = LOG_LVL_INFO;
 
-static const char *const level_words[] = {
-	[LOG_LVL_ERROR] = "error", [LOG_LVL_WARN] = "warn", [LOG_LVL_INFO] = "info",
-	[LOG_LVL_DEBUG] = "debug"};
+static const char *const level_words[] = {[LOG_LVL_ERROR] = "error",
+					  [LOG_LVL_WARN] = "warn",
+					  [LOG_LVL_INFO] = "info",
+					  [LOG_LVL_DEBUG] = "debug"};
 
 int
 log_level_parse(const char *s, enum log_level *ret)

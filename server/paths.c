@@ -10,8 +10,8 @@
 
 #include "macro.h"
 
-static const char *const subdirs[] = {"run", "bin", "kernel", "ssh", "vms", "images", "volumes",
-				      "tmp"};
+static const char *const subdirs[] = {"run", "bin",    "kernel",  "ssh",
+				      "vms", "images", "volumes", "tmp"};
 
 static int
 absolutize(const char *in, char *out, size_t size, struct err *err)
@@ -41,10 +41,10 @@ default_data_dir(char *out, size_t size, struct err *err)
 		return absolutize(env, out, size, err);
 	if (geteuid() == 0 || !home || !*home)
 		home = "/root";
-	return absolutize(home, out, size, err) ?: (strlen(out) + 9 < size
-						       ? (strcat(out, "/.sistemo"), 0)
-						       : err_set(err, ERR_INVALID, "data_dir",
-								 ENAMETOOLONG, "home is too long"));
+	return absolutize(home, out, size, err)
+		       ?: (strlen(out) + 9 < size ? (strcat(out, "/.sistemo"), 0)
+						  : err_set(err, ERR_INVALID, "data_dir",
+							    ENAMETOOLONG, "home is too long"));
 }
 
 int

@@ -9,12 +9,12 @@
 
 struct paths {
 	char data_dir[PATH_MAX];
-	char db[PATH_MAX];        /* sistemo.db */
-	char config[PATH_MAX];    /* config.yml */
-	char run_dir[PATH_MAX];   /* run/: socket, lock */
-	char socket[PATH_MAX];    /* run/sistemo.sock */
-	char lock[PATH_MAX];      /* run/daemon.lock */
-	char url[PATH_MAX + 8];   /* ipc://<socket> */
+	char db[PATH_MAX];      /* sistemo.db */
+	char config[PATH_MAX];  /* config.yml */
+	char run_dir[PATH_MAX]; /* run/: socket, lock */
+	char socket[PATH_MAX];  /* run/sistemo.sock */
+	char lock[PATH_MAX];    /* run/daemon.lock */
+	char url[PATH_MAX + 8]; /* ipc://<socket> */
 };
 
 /* Fills the layout for data_dir, or the default when NULL: $SISTEMO_DATA_DIR, else

@@ -29,7 +29,7 @@ ascii_lower(char c)
 static size_t
 utf8_valid_len(const unsigned char *s, size_t n)
 {
-	static const uint32_t min_cp[] = { 0, 0, 0x80, 0x800, 0x10000 };
+	static const uint32_t min_cp[] = {0, 0, 0x80, 0x800, 0x10000};
 	size_t len;
 	uint32_t cp;
 
@@ -328,7 +328,7 @@ static void
 enc_base64(struct enc *e, const uint8_t *d, size_t n)
 {
 	static const char abc[] =
-	        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	char quad[4];
 
 	enc_put(e, "\"", 1);
@@ -530,7 +530,7 @@ enc_message(struct enc *e, const ProtobufCMessage *msg)
 int
 pbjson_encode(const ProtobufCMessage *msg, unsigned flags, struct strbuf *out)
 {
-	struct enc e = { .out = out, .pretty = flags & PBJSON_PRETTY };
+	struct enc e = {.out = out, .pretty = flags & PBJSON_PRETTY};
 	size_t old_len = out->len;
 
 	if (msg)
@@ -565,7 +565,7 @@ struct parser {
 static void
 path_push(struct parser *ps, const char *name, size_t index)
 {
-	ps->path[ps->n_path++] = (struct seg){ .name = name, .index = index };
+	ps->path[ps->n_path++] = (struct seg){.name = name, .index = index};
 }
 
 static void
@@ -597,7 +597,7 @@ path_render(const struct parser *ps, bool wire, char *buf, size_t size)
 }
 
 static int fail(struct parser *ps, int errnum, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
+	__attribute__((format(printf, 3, 4)));
 
 /* Sets the error for the value being parsed: "<path>: <message>". Returns -errnum. */
 static int
@@ -612,7 +612,7 @@ fail(struct parser *ps, int errnum, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	return err_set(ps->err, ERR_INVALID, field, errnum, "%s%s%s", where, *where ? ": " : "",
-	               msg);
+		       msg);
 }
 
 static int
@@ -710,7 +710,7 @@ fail_field_type(struct parser *ps, const ProtobufCFieldDescriptor *f)
 
 	if (f->type == PROTOBUF_C_TYPE_ENUM)
 		snprintf(what, sizeof(what), "%s name or number",
-		         ((const ProtobufCEnumDescriptor *)f->descriptor)->short_name);
+			 ((const ProtobufCEnumDescriptor *)f->descriptor)->short_name);
 	else
 		snprintf(what, sizeof(what), "%s", type_name(f->type));
 	return fail_type(ps, what);
@@ -755,7 +755,7 @@ list_next(struct parser *ps, char close)
 	}
 	if (c != close)
 		return fail_syntax(ps,
-		                   close == '}' ? "expected ',' or '}'" : "expected ',' or ']'");
+				   close == '}' ? "expected ',' or '}'" : "expected ',' or ']'");
 	ps->p++;
 	ps->depth--;
 	return 0;
@@ -897,7 +897,7 @@ string_decode(struct parser *ps, char *dst, size_t *ret_len)
 			r = fail_syntax(ps, "control character in string");
 		} else {
 			len = utf8_valid_len((const unsigned char *)ps->p,
-			                     (size_t)(ps->end - ps->p));
+					     (size_t)(ps->end - ps->p));
 			if (!len)
 				return fail_syntax(ps, "invalid utf-8 in string");
 			memcpy(dst + n, ps->p, len);
@@ -1086,7 +1086,7 @@ parse_real(struct parser *ps, const ProtobufCFieldDescriptor *f, void *dst)
 		return r;
 	if (isinf(v))
 		return fail(ps, EINVAL, "%.*s is out of range for %s", token_width(ps, end), ps->p,
-		            type_name(f->type));
+			    type_name(f->type));
 	if (is_float)
 		*(float *)dst = (float)v;
 	else
@@ -1118,7 +1118,7 @@ integer_store(ProtobufCType type, bool neg, uint64_t mag, void *dst)
 {
 	bool is_32 = type_size(type) == 4;
 	bool is_unsigned = type == PROTOBUF_C_TYPE_UINT32 || type == PROTOBUF_C_TYPE_FIXED32 ||
-	                   type == PROTOBUF_C_TYPE_UINT64 || type == PROTOBUF_C_TYPE_FIXED64;
+			   type == PROTOBUF_C_TYPE_UINT64 || type == PROTOBUF_C_TYPE_FIXED64;
 	uint64_t max;
 	int64_t sv;
 
@@ -1158,7 +1158,7 @@ parse_integer(struct parser *ps, const ProtobufCFieldDescriptor *f, void *dst)
 		v = neg ? -v : v;
 		if (v < 18446744073709551616.0 && (double)(uint64_t)v != v)
 			return fail(ps, EINVAL, "expected %s, got a fractional number",
-			            type_name(f->type));
+				    type_name(f->type));
 		r = v < 18446744073709551616.0 ? 0 : -ERANGE;
 		mag = r == 0 ? (uint64_t)v : 0;
 	}
@@ -1166,7 +1166,7 @@ parse_integer(struct parser *ps, const ProtobufCFieldDescriptor *f, void *dst)
 		r = integer_store(f->type, neg, mag, dst);
 	if (r < 0)
 		return fail(ps, EINVAL, "%.*s is out of range for %s", token_width(ps, end), ps->p,
-		            f->type == PROTOBUF_C_TYPE_ENUM ? "an enum" : type_name(f->type));
+			    f->type == PROTOBUF_C_TYPE_ENUM ? "an enum" : type_name(f->type));
 	ps->p = end;
 	return 0;
 }
@@ -1174,7 +1174,7 @@ parse_integer(struct parser *ps, const ProtobufCFieldDescriptor *f, void *dst)
 /* ---- decoding: values and messages -------------------------------------------------------- */
 
 static int parse_object(struct parser *ps, const ProtobufCMessageDescriptor *desc,
-                        ProtobufCMessage **ret);
+			ProtobufCMessage **ret);
 
 static int
 parse_enum(struct parser *ps, const ProtobufCFieldDescriptor *f, void *dst)
@@ -1307,7 +1307,7 @@ parse_array(struct parser *ps, const ProtobufCFieldDescriptor *f, ProtobufCMessa
 /* Parses the value of member f; null leaves the default (and a oneof or optional unset). */
 static int
 parse_field(struct parser *ps, const ProtobufCFieldDescriptor *f, ProtobufCMessage *msg,
-            uint8_t *seen)
+	    uint8_t *seen)
 {
 	size_t i = (size_t)(f - msg->descriptor->fields);
 	char *base = (char *)msg;
@@ -1326,7 +1326,7 @@ parse_field(struct parser *ps, const ProtobufCFieldDescriptor *f, ProtobufCMessa
 			return fail(ps, EINVAL, "another field of the same oneof is already set");
 		*which = f->id;
 	} else if (f->label == PROTOBUF_C_LABEL_OPTIONAL && f->type != PROTOBUF_C_TYPE_STRING &&
-	           f->type != PROTOBUF_C_TYPE_MESSAGE) {
+		   f->type != PROTOBUF_C_TYPE_MESSAGE) {
 		*(protobuf_c_boolean *)(base + f->quantifier_offset) = 1;
 	}
 	return parse_value(ps, f, base + f->offset);
@@ -1373,9 +1373,9 @@ parse_object(struct parser *ps, const ProtobufCMessageDescriptor *desc, Protobuf
 
 int
 pbjson_decode(const ProtobufCMessageDescriptor *desc, const char *json, size_t len,
-              struct arena *arena, ProtobufCMessage **ret, struct err *err)
+	      struct arena *arena, ProtobufCMessage **ret, struct err *err)
 {
-	struct parser ps = { .arena = arena, .err = err };
+	struct parser ps = {.arena = arena, .err = err};
 	ProtobufCMessage *msg = NULL;
 	int c, r;
 

@@ -53,7 +53,7 @@ int pbjson_encode(const ProtobufCMessage *msg, unsigned flags, struct strbuf *ou
  * err: ERR_INVALID, field = the path in wire form ("ports.1.host_port"), message starting with
  * the path in JSON form ("ports[1].host_port: unknown field"). */
 int pbjson_decode(const ProtobufCMessageDescriptor *desc, const char *json, size_t len,
-                  struct arena *arena, ProtobufCMessage **ret, struct err *err);
+		  struct arena *arena, ProtobufCMessage **ret, struct err *err);
 
 /* The short JSON name of an enum value ("running"), or NULL if value has no name (or out of
  * memory). The string lives as long as the process. Also used by the CLI's tables. */

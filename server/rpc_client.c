@@ -34,7 +34,8 @@ unreachable(struct rpc_client *c, int rv, struct err *err)
 
 	return err_set(err, ERR_UNAVAILABLE, NULL, ECONNREFUSED,
 		       "cannot reach the sistemo daemon at %s: is it running? (sistemo up)%s%s",
-		       where, rv == NNG_EPERM ? ": " : "", rv == NNG_EPERM ? "permission denied" : "");
+		       where, rv == NNG_EPERM ? ": " : "",
+		       rv == NNG_EPERM ? "permission denied" : "");
 }
 
 int
@@ -116,11 +117,10 @@ roundtrip(struct rpc_client *c, const Sistemo__V1__Request *req, nng_msg **ret, 
 		return unreachable(c, rv, err);
 	}
 	if ((rv = nng_recvmsg(c->sock, ret, 0)) != 0)
-		return rv == NNG_ETIMEDOUT
-			       ? err_set(err, ERR_DEADLINE, NULL, ETIMEDOUT,
-					 "the daemon did not answer %s.%s in time", req->service,
-					 req->method)
-			       : unreachable(c, rv, err);
+		return rv == NNG_ETIMEDOUT ? err_set(err, ERR_DEADLINE, NULL, ETIMEDOUT,
+						     "the daemon did not answer %s.%s in time",
+						     req->service, req->method)
+					   : unreachable(c, rv, err);
 	return 0;
 }
 
@@ -135,8 +135,8 @@ unpack_reply(nng_msg *msg, const ProtobufCMessageDescriptor *out_desc, ProtobufC
 	if (!reply)
 		return err_set(err, ERR_INTERNAL, NULL, EBADMSG, "malformed reply from the daemon");
 	if (reply->status && reply->status->code != SISTEMO__V1__CODE__OK) {
-		r = err_set(err, (enum err_code)reply->status->code, reply->status->field, EIO, "%s",
-			    reply->status->message);
+		r = err_set(err, (enum err_code)reply->status->code, reply->status->field, EIO,
+			    "%s", reply->status->message);
 	} else {
 		*ret = protobuf_c_message_unpack(out_desc, NULL, reply->payload.len,
 						 reply->payload.data);
@@ -149,9 +149,8 @@ unpack_reply(nng_msg *msg, const ProtobufCMessageDescriptor *out_desc, ProtobufC
 }
 
 int
-rpc_client_call(struct rpc_client *c, const ProtobufCServiceDescriptor *svc,
-		unsigned method_index, const ProtobufCMessage *in, ProtobufCMessage **ret_out,
-		struct err *err)
+rpc_client_call(struct rpc_client *c, const ProtobufCServiceDescriptor *svc, unsigned method_index,
+		const ProtobufCMessage *in, ProtobufCMessage **ret_out, struct err *err)
 {
 	const ProtobufCMethodDescriptor *md = &svc->methods[method_index];
 	Sistemo__V1__Request req = SISTEMO__V1__REQUEST__INIT;

@@ -18,8 +18,8 @@ struct rpc_ctx {
 	nng_ctx ctx;
 	nng_aio *aio;
 	enum ctx_state state;
-	nng_msg *msg;          /* the request while a worker handles it */
-	struct rpc_ctx *next;  /* worker queue link */
+	nng_msg *msg;         /* the request while a worker handles it */
+	struct rpc_ctx *next; /* worker queue link */
 };
 
 struct rpc_server {

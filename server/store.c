@@ -139,8 +139,9 @@ store_open(const char *path, struct store **ret, struct err *err)
 	}
 	sqlite3_busy_timeout(s->db, 5000);
 	sqlite3_extended_result_codes(s->db, 1);
-	r = exec_locked(s, "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; "
-			   "PRAGMA synchronous=NORMAL;",
+	r = exec_locked(s,
+			"PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; "
+			"PRAGMA synchronous=NORMAL;",
 			err);
 	if (r >= 0)
 		r = migrate(s, path, err);
@@ -317,7 +318,8 @@ store_machine_list(struct store *s, const char *network,
 {
 	static const char sql[] =
 		"SELECT m.id, m.name, m.state, m.image, m.image_digest, "
-		"  coalesce(n.name, 'default'), m.driver, m.vcpus, m.memory_mb, m.storage_mb, m.mac,"
+		"  coalesce(n.name, 'default'), m.driver, m.vcpus, m.memory_mb, m.storage_mb, "
+		"m.mac,"
 		"  m.namespace, m.pid, m.boot_ms, m.error, m.created_ms, m.state_changed_ms,"
 		"  coalesce(a.ip, '') "
 		"FROM machine m LEFT JOIN network n ON n.id = m.network_id "
@@ -370,19 +372,17 @@ out:
 }
 
 int
-store_machine_count(struct store *s, unsigned *ret_total, unsigned *ret_running,
-		    struct err *err)
+store_machine_count(struct store *s, unsigned *ret_total, unsigned *ret_running, struct err *err)
 {
 	int r = count_query(s, "SELECT count(*) FROM machine", NULL, ret_total, err);
 
 	return r < 0 ? r
-		     : count_query(s, "SELECT count(*) FROM machine WHERE state = 'running'",
-				   NULL, ret_running, err);
+		     : count_query(s, "SELECT count(*) FROM machine WHERE state = 'running'", NULL,
+				   ret_running, err);
 }
 
 int
-store_network_machine_count(struct store *s, const char *network, unsigned *ret,
-			    struct err *err)
+store_network_machine_count(struct store *s, const char *network, unsigned *ret, struct err *err)
 {
 	return count_query(s,
 			   "SELECT count(*) FROM machine m LEFT JOIN network n "

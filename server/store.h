@@ -72,8 +72,8 @@ struct network_rec {
 };
 
 /* Calls fn for every named network, by name. */
-int store_network_list(struct store *s, int (*fn)(void *ud, const struct network_rec *n),
-		       void *ud, struct err *err);
+int store_network_list(struct store *s, int (*fn)(void *ud, const struct network_rec *n), void *ud,
+		       struct err *err);
 
 /* Runs one SQL statement with no result (tests and maintenance). */
 int store_exec(struct store *s, const char *sql, struct err *err);

@@ -37,7 +37,7 @@ static const char *const migrations[] = {
 	"  state_changed_ms INTEGER NOT NULL);"
 	"CREATE INDEX machine_state ON machine(state);"
 	"CREATE TABLE ip_allocation ("
-	"  network TEXT NOT NULL,"   /* network name, 'default' for sistemo0 */
+	"  network TEXT NOT NULL," /* network name, 'default' for sistemo0 */
 	"  ip TEXT NOT NULL,"
 	"  machine_id TEXT NOT NULL UNIQUE REFERENCES machine(id) ON DELETE CASCADE,"
 	"  allocated_ms INTEGER NOT NULL,"

@@ -34,8 +34,7 @@ list_one(void *ud, const struct machine_rec *m)
 }
 
 static int
-machines_list(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret,
-	      struct err *err)
+machines_list(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret, struct err *err)
 {
 	const Sistemo__V1__ListMachinesRequest *req = (const void *)in;
 	Sistemo__V1__ListMachinesReply *out =
@@ -66,8 +65,7 @@ find_one(void *ud, const struct machine_rec *m)
 }
 
 static int
-machines_get(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret,
-	     struct err *err)
+machines_get(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret, struct err *err)
 {
 	const Sistemo__V1__MachineRef *req = (const void *)in;
 	struct find_ctx x = {c->arena, req->machine, NULL};

@@ -53,14 +53,13 @@ list_one(void *ud, const struct network_rec *r)
 	n->bridge = arena_strdup(a, r->bridge);
 	n->mode = network_mode_from_text(r->mode);
 	n->created_unix_ms = r->created_ms;
-	*(Sistemo__V1__Network **)arena_push(a, &x->out->networks, &x->out->n_networks,
-					     sizeof(n)) = n;
+	*(Sistemo__V1__Network **)arena_push(a, &x->out->networks, &x->out->n_networks, sizeof(n)) =
+		n;
 	return 0;
 }
 
 static int
-networks_list(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret,
-	      struct err *err)
+networks_list(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret, struct err *err)
 {
 	Sistemo__V1__ListNetworksReply *out =
 		arena_msg(c->arena, &sistemo__v1__list_networks_reply__descriptor);
@@ -91,8 +90,7 @@ static int
 member_one(void *ud, const struct machine_rec *m)
 {
 	struct member_ctx *x = ud;
-	Sistemo__V1__NetworkMember *o =
-		arena_msg(x->a, &sistemo__v1__network_member__descriptor);
+	Sistemo__V1__NetworkMember *o = arena_msg(x->a, &sistemo__v1__network_member__descriptor);
 
 	o->machine = arena_strdup(x->a, m->name);
 	o->machine_id = arena_strdup(x->a, m->id);

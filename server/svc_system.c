@@ -34,7 +34,8 @@ fill_drivers(struct call *c, Sistemo__V1__SystemInfo *out)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(c->d->vmms); i++) {
 		const struct vmm_probe *p = &c->d->vmms[i];
-		Sistemo__V1__VmmDriver *v = arena_msg(c->arena, &sistemo__v1__vmm_driver__descriptor);
+		Sistemo__V1__VmmDriver *v =
+			arena_msg(c->arena, &sistemo__v1__vmm_driver__descriptor);
 		v->name = arena_strdup(c->arena, p->name);
 		v->available = p->available;
 		v->reason = arena_strdup(c->arena, p->reason);
@@ -80,9 +81,8 @@ system_info(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret, 
 	return 0;
 }
 
-static void
-add_check(struct call *c, Sistemo__V1__DoctorReply *out, const char *name,
-	  Sistemo__V1__CheckStatus st, const char *hint, const char *fmt, ...)
+static void add_check(struct call *c, Sistemo__V1__DoctorReply *out, const char *name,
+		      Sistemo__V1__CheckStatus st, const char *hint, const char *fmt, ...)
 	__attribute__((format(printf, 6, 7)));
 
 static void
@@ -157,13 +157,16 @@ check_vmms(struct call *c, Sistemo__V1__DoctorReply *out)
 	bool kvm = host_kvm_usable(why, sizeof(why));
 
 	add_check(c, out, "kvm", kvm ? OK : WARN,
-		  kvm ? NULL : "without KVM machines run under QEMU's TCG software emulation",
-		  "%s", kvm ? "/dev/kvm usable" : why);
+		  kvm ? NULL : "without KVM machines run under QEMU's TCG software emulation", "%s",
+		  kvm ? "/dev/kvm usable" : why);
 	for (size_t i = 0; i < ARRAY_SIZE(c->d->vmms); i++) {
 		const struct vmm_probe *p = &c->d->vmms[i];
 		bool needed = p->is_default;
-		add_check(c, out, p->name, p->available ? OK : needed ? FAIL : WARN, NULL,
-			  "%s%s%s%s%s", p->available ? p->binary : p->reason,
+		add_check(c, out, p->name,
+			  p->available ? OK
+			  : needed     ? FAIL
+				       : WARN,
+			  NULL, "%s%s%s%s%s", p->available ? p->binary : p->reason,
 			  p->available && *p->version ? " (" : "", p->available ? p->version : "",
 			  p->available && *p->version ? ")" : "",
 			  p->is_default ? ", the default driver" : "");
@@ -182,8 +185,8 @@ check_resources(struct call *c, Sistemo__V1__DoctorReply *out)
 	uint64_t min = c->d->cfg.min_disk_free_mb;
 
 	add_check(c, out, "disk", disk >= min ? OK : FAIL, disk >= min ? NULL : "free disk space",
-		  "%llu MiB free in the data dir (min_disk_free_mb %llu)",
-		  (unsigned long long)disk, (unsigned long long)min);
+		  "%llu MiB free in the data dir (min_disk_free_mb %llu)", (unsigned long long)disk,
+		  (unsigned long long)min);
 	add_check(c, out, "memory", mem >= 512 ? OK : WARN, NULL, "%llu MiB available",
 		  (unsigned long long)mem);
 }
@@ -204,11 +207,9 @@ check_remote(struct call *c, Sistemo__V1__DoctorReply *out)
 }
 
 static int
-system_doctor(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret,
-	      struct err *err)
+system_doctor(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret, struct err *err)
 {
-	Sistemo__V1__DoctorReply *out =
-		arena_msg(c->arena, &sistemo__v1__doctor_reply__descriptor);
+	Sistemo__V1__DoctorReply *out = arena_msg(c->arena, &sistemo__v1__doctor_reply__descriptor);
 
 	(void)in, (void)err;
 	add_check(c, out, "daemon", OK, NULL, "sistemo %s, pid %d, %s", SISTEMO_VERSION,
@@ -232,20 +233,20 @@ static int
 config_entry(void *ud, const char *key, const char *value, const char *source, const char *help)
 {
 	struct config_ctx *x = ud;
-	Sistemo__V1__ConfigEntry *e = arena_msg(x->c->arena, &sistemo__v1__config_entry__descriptor);
+	Sistemo__V1__ConfigEntry *e =
+		arena_msg(x->c->arena, &sistemo__v1__config_entry__descriptor);
 
 	e->key = arena_strdup(x->c->arena, key);
 	e->value = arena_strdup(x->c->arena, value);
 	e->source = arena_strdup(x->c->arena, source);
 	e->help = arena_strdup(x->c->arena, help);
-	*(Sistemo__V1__ConfigEntry **)arena_push(x->c->arena, &x->out->entries,
-						 &x->out->n_entries, sizeof(e)) = e;
+	*(Sistemo__V1__ConfigEntry **)arena_push(x->c->arena, &x->out->entries, &x->out->n_entries,
+						 sizeof(e)) = e;
 	return 0;
 }
 
 static int
-system_config(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret,
-	      struct err *err)
+system_config(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret, struct err *err)
 {
 	Sistemo__V1__ConfigReply *out = arena_msg(c->arena, &sistemo__v1__config_reply__descriptor);
 	struct config_ctx x = {c, out};
@@ -288,8 +289,7 @@ history_entry(void *ud, const struct audit_entry *e)
 }
 
 static int
-system_history(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret,
-	       struct err *err)
+system_history(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret, struct err *err)
 {
 	const Sistemo__V1__HistoryRequest *req = (const void *)in;
 	Sistemo__V1__HistoryReply *out =

@@ -104,9 +104,9 @@ echo_server(const char *url, int ready_fd)
 struct peer {
 	const char *name;
 	void (*roundtrip)(struct peer *p);
-	int fd;                  /* AF_UNIX */
-	nng_socket sock;         /* bare NNG */
-	ProtobufCService *svc;   /* sistemo */
+	int fd;                /* AF_UNIX */
+	nng_socket sock;       /* bare NNG */
+	ProtobufCService *svc; /* sistemo */
 	struct rpc_client *client;
 	double *samples;
 	int n;

@@ -19,79 +19,79 @@
 /* --- the table ------------------------------------------------------------------------------- */
 
 static const struct flag root_flags[] = {
-	{ .name = "data-dir", .type = FLAG_STRING, .value_name = "DIR", .help = "data directory" },
-	{ .name = "output", .shorthand = 'o', .type = FLAG_STRING, .help = "output: text or json" },
-	{ 0 },
+	{.name = "data-dir", .type = FLAG_STRING, .value_name = "DIR", .help = "data directory"},
+	{.name = "output", .shorthand = 'o', .type = FLAG_STRING, .help = "output: text or json"},
+	{0},
 };
 static const struct flag deploy_flags[] = {
-	{ .name = "name", .type = FLAG_STRING, .help = "machine's name" },
-	{ .name = "memory", .type = FLAG_STRING, .help = "memory, e.g. 512M or 2G" },
-	{ .name = "expose", .type = FLAG_LIST, .help = "publish a port: it's HOST:MACHINE" },
-	{ .name = "yes", .shorthand = 'y', .type = FLAG_BOOL, .help = "don't ask \\ confirm" },
-	{ 0 },
+	{.name = "name", .type = FLAG_STRING, .help = "machine's name"},
+	{.name = "memory", .type = FLAG_STRING, .help = "memory, e.g. 512M or 2G"},
+	{.name = "expose", .type = FLAG_LIST, .help = "publish a port: it's HOST:MACHINE"},
+	{.name = "yes", .shorthand = 'y', .type = FLAG_BOOL, .help = "don't ask \\ confirm"},
+	{0},
 };
 static const struct flag yes_flags[] = {
-	{ .name = "yes", .shorthand = 'y', .type = FLAG_BOOL, .help = "do not ask" },
-	{ 0 },
+	{.name = "yes", .shorthand = 'y', .type = FLAG_BOOL, .help = "do not ask"},
+	{0},
 };
-static const char *const vm_aliases[] = { "vm", NULL };
-static const char *const ls_aliases[] = { "ls", NULL };
-static const char *const rm_aliases[] = { "rm", "remove", NULL };
+static const char *const vm_aliases[] = {"vm", NULL};
+static const char *const ls_aliases[] = {"ls", NULL};
+static const char *const rm_aliases[] = {"rm", "remove", NULL};
 
 static const struct cmd machine_volume_cmds[] = {
-	{ .name = "attach",
-	  .summary = "Attach a volume",
-	  .max_args = 2,
-	  .complete = "machines,volumes" },
-	{ 0 },
+	{.name = "attach",
+	 .summary = "Attach a volume",
+	 .max_args = 2,
+	 .complete = "machines,volumes"},
+	{0},
 };
 static const struct cmd machine_cmds[] = {
-	{ .name = "list", .aliases = ls_aliases, .summary = "List machines" },
-	{ .name = "deploy",
-	  .summary = "Deploy: a machine from an image",
-	  .flags = deploy_flags,
-	  .max_args = 1,
-	  .complete = "images" },
-	{ .name = "delete",
-	  .aliases = rm_aliases,
-	  .summary = "Delete machines",
-	  .flags = yes_flags,
-	  .max_args = 16,
-	  .complete = "machines..." },
-	{ .name = "exec",
-	  .summary = "Run a command",
-	  .max_args = 32,
-	  .raw_args = true,
-	  .complete = "machines" },
-	{ .name = "volume", .summary = "Machine volumes", .subs = machine_volume_cmds },
-	{ .name = "debug", .summary = "Hidden", .hidden = true },
-	{ 0 },
+	{.name = "list", .aliases = ls_aliases, .summary = "List machines"},
+	{.name = "deploy",
+	 .summary = "Deploy: a machine from an image",
+	 .flags = deploy_flags,
+	 .max_args = 1,
+	 .complete = "images"},
+	{.name = "delete",
+	 .aliases = rm_aliases,
+	 .summary = "Delete machines",
+	 .flags = yes_flags,
+	 .max_args = 16,
+	 .complete = "machines..."},
+	{.name = "exec",
+	 .summary = "Run a command",
+	 .max_args = 32,
+	 .raw_args = true,
+	 .complete = "machines"},
+	{.name = "volume", .summary = "Machine volumes", .subs = machine_volume_cmds},
+	{.name = "debug", .summary = "Hidden", .hidden = true},
+	{0},
 };
 static const struct cmd network_cmds[] = {
-	{ .name = "list", .aliases = ls_aliases, .summary = "List networks" },
-	{ .name = "delete", .summary = "Delete a network", .max_args = 1, .complete = "networks" },
-	{ 0 },
+	{.name = "list", .aliases = ls_aliases, .summary = "List networks"},
+	{.name = "delete", .summary = "Delete a network", .max_args = 1, .complete = "networks"},
+	{0},
 };
 static const struct cmd volume_cmds[] = {
-	{ .name = "list", .aliases = ls_aliases, .summary = "List volumes" },
-	{ .name = "resize", .summary = "Grow a volume", .max_args = 2, .complete = "volumes" },
-	{ 0 },
+	{.name = "list", .aliases = ls_aliases, .summary = "List volumes"},
+	{.name = "resize", .summary = "Grow a volume", .max_args = 2, .complete = "volumes"},
+	{0},
 };
 static const struct cmd secret_cmds[] = {
-	{ .name = "inner", .summary = "Hidden too" },
-	{ 0 },
+	{.name = "inner", .summary = "Hidden too"},
+	{0},
 };
 static const struct cmd top_cmds[] = {
-	{ .name = "machine",
-	  .aliases = vm_aliases,
-	  .summary = "Manage machines",
-	  .subs = machine_cmds },
-	{ .name = "network", .summary = "Manage networks", .subs = network_cmds },
-	{ .name = "volume", .summary = "Manage volumes", .subs = volume_cmds },
-	{ .name = "completion", .summary = "Print a completion script", .max_args = 1 },
-	{ .name = "__complete", .summary = "Names for completion", .hidden = true, .max_args = 1 },
-	{ .name = "secret", .summary = "Hidden group", .hidden = true, .subs = secret_cmds },
-	{ 0 },
+	{.name = "machine",
+	 .aliases = vm_aliases,
+	 .summary = "Manage machines",
+	 .subs = machine_cmds},
+	{.name = "network", .summary = "Manage networks", .subs = network_cmds},
+	{.name = "volume", .summary = "Manage volumes", .subs = volume_cmds},
+	{.name = "completion", .summary = "Print a completion script", .max_args = 1},
+	{.name = "__complete", .summary = "Names for completion", .hidden = true, .max_args = 1},
+	{.name = "secret", .summary = "Hidden group", .hidden = true, .subs = secret_cmds},
+	{0},
 };
 static const struct cmd test_root = {
 	.name = "sistemo",
@@ -109,15 +109,15 @@ struct fixture {
 };
 
 static const char fake_prog[] = "#!/bin/sh\n"
-                                "pre=\n"
-                                "if [ \"$1\" = --data-dir ]; then pre=\"$2-\"; shift 2; fi\n"
-                                "[ \"$1\" = __complete ] || exit 1\n"
-                                "echo 'noise on stderr' >&2\n"
-                                "case \"$2\" in\n"
-                                "machines) printf '%sweb\\n%sdb\\n' \"$pre\" \"$pre\" ;;\n"
-                                "volumes) printf '%sdata\\n' \"$pre\" ;;\n"
-                                "networks) printf 'backend\\n' ;;\n"
-                                "esac\n";
+				"pre=\n"
+				"if [ \"$1\" = --data-dir ]; then pre=\"$2-\"; shift 2; fi\n"
+				"[ \"$1\" = __complete ] || exit 1\n"
+				"echo 'noise on stderr' >&2\n"
+				"case \"$2\" in\n"
+				"machines) printf '%sweb\\n%sdb\\n' \"$pre\" \"$pre\" ;;\n"
+				"volumes) printf '%sdata\\n' \"$pre\" ;;\n"
+				"networks) printf 'backend\\n' ;;\n"
+				"esac\n";
 
 static int
 file_write(const char *path, const char *text, mode_t mode)
@@ -170,7 +170,7 @@ script_write(struct fixture *f, const char *shell)
 {
 	char *text = NULL;
 	size_t len = 0;
-	struct err err = { 0 };
+	struct err err = {0};
 	FILE *mem = open_memstream(&text, &len);
 
 	assert_non_null(mem);
@@ -241,33 +241,30 @@ struct probe {
 #define FILES "script sistemo"
 
 static const struct probe probes[] = {
-	{ .words = { "" }, .bash = "completion machine network vm volume" },
-	{ .words = { "ma" }, .bash = "machine" },
-	{ .words = { "vm", "l" }, .bash = "list ls" },
-	{ .words = { "machine", "" }, .bash = "delete deploy exec list ls remove rm volume" },
-	{ .words = { "machine", "deploy", "--" },
-	  .bash = "--data-dir --expose --memory --name --output --yes" },
-	{ .words = { "network", "--" }, .bash = "--data-dir --output" },
-	{ .words = { "-o", "" }, .bash = "json text" },
-	{ .words = { "--output", "j" }, .bash = "json" },
-	{ .words = { "machine", "delete", "" }, .bash = "db web" },
-	{ .words = { "vm", "rm", "web", "d" }, .bash = "db" },
-	{ .words = { "--data-dir", "/x", "machine", "rm", "" }, .bash = "/x-db /x-web" },
-	{ .words = { "machine", "exec", "w" }, .bash = "web" },
-	{ .words = { "machine", "exec", "web", "" }, .bash = "", .zsh = "_files", .fish = FILES },
-	{ .words = { "machine", "exec", "web", "-" }, .bash = "", .zsh = "_files" },
-	{ .words = { "machine", "volume", "attach", "web", "" }, .bash = "data" },
-	{ .words = { "machine", "volume", "attach", "--", "web", "" }, .bash = "data" },
-	{ .words = { "volume", "resize", "" }, .bash = "data" },
-	{ .words = { "volume", "resize", "data", "" }, .bash = "", .zsh = "_files", .fish = FILES },
-	{ .words = { "network", "delete", "b" }, .bash = "backend" },
-	{ .words = { "__" }, .bash = "" },
-	{ .words = { "secret", "" }, .bash = "", .zsh = "_files", .fish = FILES },
-	{ .words = { "machine", "deploy", "--name", "" },
-	  .bash = "",
-	  .zsh = "_files",
-	  .fish = FILES },
-	{ .words = { "machine", "deploy", "--name", "x", "--y" }, .bash = "--yes" },
+	{.words = {""}, .bash = "completion machine network vm volume"},
+	{.words = {"ma"}, .bash = "machine"},
+	{.words = {"vm", "l"}, .bash = "list ls"},
+	{.words = {"machine", ""}, .bash = "delete deploy exec list ls remove rm volume"},
+	{.words = {"machine", "deploy", "--"},
+	 .bash = "--data-dir --expose --memory --name --output --yes"},
+	{.words = {"network", "--"}, .bash = "--data-dir --output"},
+	{.words = {"-o", ""}, .bash = "json text"},
+	{.words = {"--output", "j"}, .bash = "json"},
+	{.words = {"machine", "delete", ""}, .bash = "db web"},
+	{.words = {"vm", "rm", "web", "d"}, .bash = "db"},
+	{.words = {"--data-dir", "/x", "machine", "rm", ""}, .bash = "/x-db /x-web"},
+	{.words = {"machine", "exec", "w"}, .bash = "web"},
+	{.words = {"machine", "exec", "web", ""}, .bash = "", .zsh = "_files", .fish = FILES},
+	{.words = {"machine", "exec", "web", "-"}, .bash = "", .zsh = "_files"},
+	{.words = {"machine", "volume", "attach", "web", ""}, .bash = "data"},
+	{.words = {"machine", "volume", "attach", "--", "web", ""}, .bash = "data"},
+	{.words = {"volume", "resize", ""}, .bash = "data"},
+	{.words = {"volume", "resize", "data", ""}, .bash = "", .zsh = "_files", .fish = FILES},
+	{.words = {"network", "delete", "b"}, .bash = "backend"},
+	{.words = {"__"}, .bash = ""},
+	{.words = {"secret", ""}, .bash = "", .zsh = "_files", .fish = FILES},
+	{.words = {"machine", "deploy", "--name", ""}, .bash = "", .zsh = "_files", .fish = FILES},
+	{.words = {"machine", "deploy", "--name", "x", "--y"}, .bash = "--yes"},
 };
 
 /* --- content --------------------------------------------------------------------------------- */
@@ -275,7 +272,7 @@ static const struct probe probes[] = {
 static void
 test_unknown_shell(void **state)
 {
-	struct err err = { 0 };
+	struct err err = {0};
 	char buf[16];
 	FILE *mem = fmemopen(buf, sizeof(buf), "w");
 
@@ -289,11 +286,11 @@ test_unknown_shell(void **state)
 static void
 test_unsafe_table(void **state)
 {
-	static const struct cmd bad_subs[] = { { .name = "a'b" }, { 0 } };
-	static const struct cmd bad_root = { .name = "sistemo", .subs = bad_subs };
-	static const struct cmd bad_kind_subs[] = { { .name = "x", .complete = "$(evil)" }, { 0 } };
-	static const struct cmd bad_kind = { .name = "sistemo", .subs = bad_kind_subs };
-	struct err err = { 0 };
+	static const struct cmd bad_subs[] = {{.name = "a'b"}, {0}};
+	static const struct cmd bad_root = {.name = "sistemo", .subs = bad_subs};
+	static const struct cmd bad_kind_subs[] = {{.name = "x", .complete = "$(evil)"}, {0}};
+	static const struct cmd bad_kind = {.name = "sistemo", .subs = bad_kind_subs};
+	struct err err = {0};
 	FILE *null = fopen("/dev/null", "we");
 
 	(void)state;
@@ -357,9 +354,9 @@ test_zsh_fish_content(void **state)
 	assert_int_equal(strncmp(fish, "# fish completion for sistemo", 29), 0);
 	assert_non_null(strstr(fish, "~/.config/fish/completions/sistemo.fish"));
 	assert_non_null(strstr(fish, "complete -c sistemo -f -n '__sistemo_sub_at \"\"' -a 'vm' "
-	                             "-d 'Manage machines'\n"));
+				     "-d 'Manage machines'\n"));
 	assert_non_null(strstr(fish, "-n '__sistemo_pos \"machine delete\" 0 more' "
-	                             "-a '(__sistemo_dynamic machines)'"));
+				     "-a '(__sistemo_dynamic machines)'"));
 	assert_non_null(strstr(fish, "-s o -l output -x -a 'text json'"));
 	assert_non_null(strstr(fish, "-d 'don\\'t ask \\\\ confirm'"));
 	assert_null(strstr(fish, "secret"));
@@ -370,10 +367,10 @@ test_zsh_fish_content(void **state)
 static void
 test_default_globals(void **state)
 {
-	static const struct cmd bare_root = { .name = "sistemo", .subs = top_cmds };
+	static const struct cmd bare_root = {.name = "sistemo", .subs = top_cmds};
 	char *text = NULL;
 	size_t len = 0;
-	struct err err = { 0 };
+	struct err err = {0};
 	FILE *mem = open_memstream(&text, &len);
 
 	(void)state;
@@ -424,19 +421,19 @@ probe_bash(struct fixture *f, const struct probe *p, char *out, size_t size)
 
 	words_quote(p->words, words, sizeof(words));
 	snprintf(cmd, sizeof(cmd),
-	         "bash --norc -c 'source \"$0\"; COMP_WORDS=(\"$@\"); COMP_CWORD=$(($# - 1)); "
-	         "_sistemo; printf \"%%s\\n\" \"${COMPREPLY[@]}\"' '%s' '%s'%s",
-	         f->script, f->prog, words);
+		 "bash --norc -c 'source \"$0\"; COMP_WORDS=(\"$@\"); COMP_CWORD=$(($# - 1)); "
+		 "_sistemo; printf \"%%s\\n\" \"${COMPREPLY[@]}\"' '%s' '%s'%s",
+		 f->script, f->prog, words);
 	run_sorted(cmd, out, size);
 }
 
 /* zsh's completion builtins replaced by stand-ins that print what would be offered. */
 static const char zsh_stubs[] =
-        "compadd() { local -a c; if [[ $1 == -a ]]; then c=(\"${(@P)2}\"); else shift; c=(\"$@\");"
-        " fi; for x in $c; do [[ $x == ${PREFIX}* ]] && print -r -- $x; done; };"
-        "_describe() { local -a c; c=(\"${(@P)4}\"); for x in $c; do x=${x%%:*};"
-        " [[ $x == ${PREFIX}* ]] && print -r -- $x; done; };"
-        "_files() { print _files; }; compset() { PREFIX=${PREFIX#*=}; }; compdef() { :; };";
+	"compadd() { local -a c; if [[ $1 == -a ]]; then c=(\"${(@P)2}\"); else shift; c=(\"$@\");"
+	" fi; for x in $c; do [[ $x == ${PREFIX}* ]] && print -r -- $x; done; };"
+	"_describe() { local -a c; c=(\"${(@P)4}\"); for x in $c; do x=${x%%:*};"
+	" [[ $x == ${PREFIX}* ]] && print -r -- $x; done; };"
+	"_files() { print _files; }; compset() { PREFIX=${PREFIX#*=}; }; compdef() { :; };";
 
 static void
 probe_zsh(struct fixture *f, const struct probe *p, char *out, size_t size)
@@ -445,9 +442,9 @@ probe_zsh(struct fixture *f, const struct probe *p, char *out, size_t size)
 
 	words_quote(p->words, words, sizeof(words));
 	snprintf(cmd, sizeof(cmd),
-	         "zsh -f -c '%s source \"$0\"; words=(\"$@\"); CURRENT=$#; "
-	         "PREFIX=${words[CURRENT]}; _sistemo' '%s' '%s'%s",
-	         zsh_stubs, f->script, f->prog, words);
+		 "zsh -f -c '%s source \"$0\"; words=(\"$@\"); CURRENT=$#; "
+		 "PREFIX=${words[CURRENT]}; _sistemo' '%s' '%s'%s",
+		 zsh_stubs, f->script, f->prog, words);
 	run_sorted(cmd, out, size);
 }
 
@@ -459,15 +456,15 @@ probe_fish(struct fixture *f, const struct probe *p, char *out, size_t size)
 	for (size_t i = 0; p->words[i]; i++)
 		snprintf(line + strlen(line), sizeof(line) - strlen(line), " %s", p->words[i]);
 	snprintf(
-	        cmd, sizeof(cmd),
-	        "cd '%s' && fish --no-config -c 'source $argv[1]; complete -C$argv[2]' '%s' '%s%s'",
-	        f->dir, f->script, f->prog, line);
+		cmd, sizeof(cmd),
+		"cd '%s' && fish --no-config -c 'source $argv[1]; complete -C$argv[2]' '%s' '%s%s'",
+		f->dir, f->script, f->prog, line);
 	run_sorted(cmd, out, size);
 }
 
 static void
 probes_run(struct fixture *f, const char *shell,
-           void (*probe)(struct fixture *, const struct probe *, char *, size_t))
+	   void (*probe)(struct fixture *, const struct probe *, char *, size_t))
 {
 	char got[1024];
 
@@ -477,12 +474,12 @@ probes_run(struct fixture *f, const char *shell,
 	for (size_t i = 0; i < ARRAY_SIZE(probes); i++) {
 		const struct probe *p = &probes[i];
 		const char *want = streq(shell, "zsh") && p->zsh     ? p->zsh
-		                   : streq(shell, "fish") && p->fish ? p->fish
-		                                                     : p->bash;
+				   : streq(shell, "fish") && p->fish ? p->fish
+								     : p->bash;
 		probe(f, p, got, sizeof(got));
 		if (!streq(got, want))
 			fail_msg("%s, probe %zu (... '%s'): got '%s', want '%s'", shell, i,
-			         p->words[0], got, want);
+				 p->words[0], got, want);
 	}
 }
 

@@ -56,30 +56,30 @@ struct node {
 static const ProtobufCMessageDescriptor node_descriptor;
 
 static const ProtobufCFieldDescriptor node_fields[] = {
-	{ "child", 1, PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_MESSAGE, 0, offsetof(Node, child),
-	  &node_descriptor, NULL, 0, 0, NULL, NULL },
-	{ "label", 2, PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_STRING, offsetof(Node, value_case),
-	  offsetof(Node, label), NULL, &protobuf_c_empty_string, PROTOBUF_C_FIELD_FLAG_ONEOF, 0,
-	  NULL, NULL },
-	{ "count", 3, PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_INT64, offsetof(Node, value_case),
-	  offsetof(Node, count), NULL, NULL, PROTOBUF_C_FIELD_FLAG_ONEOF, 0, NULL, NULL },
-	{ "ratio", 4, PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_DOUBLE, 0, offsetof(Node, ratio), NULL,
-	  NULL, 0, 0, NULL, NULL },
-	{ "scale", 5, PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_FLOAT, 0, offsetof(Node, scale), NULL,
-	  NULL, 0, 0, NULL, NULL },
-	{ "delta", 6, PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_SINT32, 0, offsetof(Node, delta), NULL,
-	  NULL, 0, 0, NULL, NULL },
-	{ "maybe", 7, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_UINT32, offsetof(Node, has_maybe),
-	  offsetof(Node, maybe), NULL, NULL, 0, 0, NULL, NULL },
-	{ "children", 8, PROTOBUF_C_LABEL_REPEATED, PROTOBUF_C_TYPE_MESSAGE,
-	  offsetof(Node, n_children), offsetof(Node, children), &node_descriptor, NULL, 0, 0, NULL,
-	  NULL },
-	{ "blob", 9, PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_BYTES, 0, offsetof(Node, blob), NULL,
-	  NULL, 0, 0, NULL, NULL },
+	{"child", 1, PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_MESSAGE, 0, offsetof(Node, child),
+	 &node_descriptor, NULL, 0, 0, NULL, NULL},
+	{"label", 2, PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_STRING, offsetof(Node, value_case),
+	 offsetof(Node, label), NULL, &protobuf_c_empty_string, PROTOBUF_C_FIELD_FLAG_ONEOF, 0,
+	 NULL, NULL},
+	{"count", 3, PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_INT64, offsetof(Node, value_case),
+	 offsetof(Node, count), NULL, NULL, PROTOBUF_C_FIELD_FLAG_ONEOF, 0, NULL, NULL},
+	{"ratio", 4, PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_DOUBLE, 0, offsetof(Node, ratio), NULL,
+	 NULL, 0, 0, NULL, NULL},
+	{"scale", 5, PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_FLOAT, 0, offsetof(Node, scale), NULL,
+	 NULL, 0, 0, NULL, NULL},
+	{"delta", 6, PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_SINT32, 0, offsetof(Node, delta), NULL,
+	 NULL, 0, 0, NULL, NULL},
+	{"maybe", 7, PROTOBUF_C_LABEL_OPTIONAL, PROTOBUF_C_TYPE_UINT32, offsetof(Node, has_maybe),
+	 offsetof(Node, maybe), NULL, NULL, 0, 0, NULL, NULL},
+	{"children", 8, PROTOBUF_C_LABEL_REPEATED, PROTOBUF_C_TYPE_MESSAGE,
+	 offsetof(Node, n_children), offsetof(Node, children), &node_descriptor, NULL, 0, 0, NULL,
+	 NULL},
+	{"blob", 9, PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_BYTES, 0, offsetof(Node, blob), NULL,
+	 NULL, 0, 0, NULL, NULL},
 };
 /* blob, child, children, count, delta, label, maybe, ratio, scale */
-static const unsigned node_by_name[] = { 8, 0, 7, 2, 5, 1, 6, 3, 4 };
-static const ProtobufCIntRange node_ranges[] = { { 1, 0 }, { 0, 9 } };
+static const unsigned node_by_name[] = {8, 0, 7, 2, 5, 1, 6, 3, 4};
+static const ProtobufCIntRange node_ranges[] = {{1, 0}, {0, 9}};
 
 static void
 node_init(ProtobufCMessage *m)
@@ -169,7 +169,7 @@ decode_ok(struct fx *fx, const ProtobufCMessageDescriptor *desc, const char *jso
  * the negative errno. */
 static int
 decode_fails(struct fx *fx, const ProtobufCMessageDescriptor *desc, const char *json,
-             const char *field, const char *msg)
+	     const char *field, const char *msg)
 {
 	ProtobufCMessage *ret = NULL;
 	int r;
@@ -182,7 +182,7 @@ decode_fails(struct fx *fx, const ProtobufCMessageDescriptor *desc, const char *
 	assert_int_equal(fx->err.code, ERR_INVALID);
 	if ((field && strcmp(fx->err.field, field) != 0) || !strstr(fx->err.msg, msg))
 		fail_msg("decoding %s: field '%s' message '%s'; want field '%s' message '%s'", json,
-		         fx->err.field, fx->err.msg, field, msg);
+			 fx->err.field, fx->err.msg, field, msg);
 	return r;
 }
 
@@ -220,7 +220,7 @@ port_new(struct arena *a, const char *ip, uint32_t host, uint32_t guest, int udp
 	p->host_port = host;
 	p->machine_port = guest;
 	p->protocol =
-	        udp ? SISTEMO__V1__PROTOCOL__PROTOCOL_UDP : SISTEMO__V1__PROTOCOL__PROTOCOL_TCP;
+		udp ? SISTEMO__V1__PROTOCOL__PROTOCOL_UDP : SISTEMO__V1__PROTOCOL__PROTOCOL_TCP;
 	return p;
 }
 
@@ -268,15 +268,15 @@ machine_new(struct arena *a)
 }
 
 static const char machine_json[] =
-        "{\"id\":\"0b6f1c2e-1111-4222-8333-444455556666\",\"name\":\"web\",\"state\":\"running\","
-        "\"image\":\"debian:bookworm\",\"image_digest\":\"sha256:ab12\",\"ip\":\"10.200.0.5\","
-        "\"mac\":\"02:00:0a:c8:00:05\",\"network\":\"default\",\"namespace\":\"sistemo-web\","
-        "\"driver\":\"qemu\",\"vcpus\":2,\"memory_mb\":512,\"storage_mb\":2048,\"pid\":4242,"
-        "\"created_unix_ms\":1700000000123,\"state_changed_unix_ms\":-1,"
-        "\"ports\":[{\"host_ip\":\"\",\"host_port\":8080,\"machine_port\":80,\"protocol\":\"tcp\"},"
-        "{\"host_ip\":\"127.0.0.1\",\"host_port\":5353,\"machine_port\":53,\"protocol\":\"udp\"}],"
-        "\"volumes\":[],\"policy\":{\"allow_from\":[\"db\",\"backend\"],\"egress_allow\":[],"
-        "\"network_mode\":\"isolated\"},\"boot_ms\":9007199254740993,\"error\":\"\"}";
+	"{\"id\":\"0b6f1c2e-1111-4222-8333-444455556666\",\"name\":\"web\",\"state\":\"running\","
+	"\"image\":\"debian:bookworm\",\"image_digest\":\"sha256:ab12\",\"ip\":\"10.200.0.5\","
+	"\"mac\":\"02:00:0a:c8:00:05\",\"network\":\"default\",\"namespace\":\"sistemo-web\","
+	"\"driver\":\"qemu\",\"vcpus\":2,\"memory_mb\":512,\"storage_mb\":2048,\"pid\":4242,"
+	"\"created_unix_ms\":1700000000123,\"state_changed_unix_ms\":-1,"
+	"\"ports\":[{\"host_ip\":\"\",\"host_port\":8080,\"machine_port\":80,\"protocol\":\"tcp\"},"
+	"{\"host_ip\":\"127.0.0.1\",\"host_port\":5353,\"machine_port\":53,\"protocol\":\"udp\"}],"
+	"\"volumes\":[],\"policy\":{\"allow_from\":[\"db\",\"backend\"],\"egress_allow\":[],"
+	"\"network_mode\":\"isolated\"},\"boot_ms\":9007199254740993,\"error\":\"\"}";
 
 /* ---- encoding ----------------------------------------------------------------------------- */
 
@@ -311,40 +311,40 @@ test_encode_pretty(void **state)
 {
 	struct fx *fx = *state;
 	Sistemo__V1__NetworkDetail *d =
-	        arena_msg(fx->arena, &sistemo__v1__network_detail__descriptor);
+		arena_msg(fx->arena, &sistemo__v1__network_detail__descriptor);
 	Sistemo__V1__Network *n = arena_msg(fx->arena, &sistemo__v1__network__descriptor);
 	Sistemo__V1__ExposeRequest *x =
-	        arena_msg(fx->arena, &sistemo__v1__expose_request__descriptor);
+		arena_msg(fx->arena, &sistemo__v1__expose_request__descriptor);
 
 	n->name = "default";
 	n->subnet = "10.200.0.0/16";
 	n->is_default = 1;
 	d->network = n;
 	assert_string_equal(encode(fx, d, PBJSON_PRETTY), "{\n"
-	                                                  "  \"network\": {\n"
-	                                                  "    \"name\": \"default\",\n"
-	                                                  "    \"subnet\": \"10.200.0.0/16\",\n"
-	                                                  "    \"gateway\": \"\",\n"
-	                                                  "    \"bridge\": \"\",\n"
-	                                                  "    \"mode\": \"bridge\",\n"
-	                                                  "    \"machine_count\": 0,\n"
-	                                                  "    \"created_unix_ms\": 0,\n"
-	                                                  "    \"is_default\": true\n"
-	                                                  "  },\n"
-	                                                  "  \"members\": []\n"
-	                                                  "}\n");
+							  "  \"network\": {\n"
+							  "    \"name\": \"default\",\n"
+							  "    \"subnet\": \"10.200.0.0/16\",\n"
+							  "    \"gateway\": \"\",\n"
+							  "    \"bridge\": \"\",\n"
+							  "    \"mode\": \"bridge\",\n"
+							  "    \"machine_count\": 0,\n"
+							  "    \"created_unix_ms\": 0,\n"
+							  "    \"is_default\": true\n"
+							  "  },\n"
+							  "  \"members\": []\n"
+							  "}\n");
 	assert_string_equal(encode(fx, policy_new(fx->arena), PBJSON_PRETTY),
-	                    "{\n"
-	                    "  \"allow_from\": [\n"
-	                    "    \"db\",\n"
-	                    "    \"backend\"\n"
-	                    "  ],\n"
-	                    "  \"egress_allow\": [],\n"
-	                    "  \"network_mode\": \"isolated\"\n"
-	                    "}\n");
+			    "{\n"
+			    "  \"allow_from\": [\n"
+			    "    \"db\",\n"
+			    "    \"backend\"\n"
+			    "  ],\n"
+			    "  \"egress_allow\": [],\n"
+			    "  \"network_mode\": \"isolated\"\n"
+			    "}\n");
 	x->machine = "web";
 	assert_string_equal(encode(fx, x, PBJSON_PRETTY),
-	                    "{\n  \"machine\": \"web\",\n  \"port\": null\n}\n");
+			    "{\n  \"machine\": \"web\",\n  \"port\": null\n}\n");
 	assert_string_equal(encode(fx, x, 0), "{\"machine\":\"web\",\"port\":null}");
 }
 
@@ -356,19 +356,19 @@ test_encode_escaping(void **state)
 
 	s->code = SISTEMO__V1__CODE__INTERNAL;
 	s->message = "q\"b\\ \n\t\r\b\f \x01\x1f\x7f"
-	             " \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80" /* valid: passed through */
-	             " \xff"                                   /* never valid */
-	             " \xc3 "                                  /* truncated */
-	             " \xc0\xaf"                               /* overlong '/' */
-	             " \xed\xa0\x80"                           /* a surrogate */
-	             " \xf4\x90\x80\x80"                       /* past U+10FFFF */
-	             " \xe2\x82";                              /* truncated at the end */
+		     " \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80" /* valid: passed through */
+		     " \xff"                                   /* never valid */
+		     " \xc3 "                                  /* truncated */
+		     " \xc0\xaf"                               /* overlong '/' */
+		     " \xed\xa0\x80"                           /* a surrogate */
+		     " \xf4\x90\x80\x80"                       /* past U+10FFFF */
+		     " \xe2\x82";                              /* truncated at the end */
 	s->field = "ports.0";
 	assert_string_equal(encode(fx, s, 0),
-	                    "{\"code\":\"internal\",\"message\":\"q\\\"b\\\\ \\n\\t\\r\\b\\f "
-	                    "\\u0001\\u001f\x7f \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \\ufffd "
-	                    "\\ufffd  \\ufffd\\ufffd \\ufffd\\ufffd\\ufffd "
-	                    "\\ufffd\\ufffd\\ufffd\\ufffd \\ufffd\\ufffd\",\"field\":\"ports.0\"}");
+			    "{\"code\":\"internal\",\"message\":\"q\\\"b\\\\ \\n\\t\\r\\b\\f "
+			    "\\u0001\\u001f\x7f \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \\ufffd "
+			    "\\ufffd  \\ufffd\\ufffd \\ufffd\\ufffd\\ufffd "
+			    "\\ufffd\\ufffd\\ufffd\\ufffd \\ufffd\\ufffd\",\"field\":\"ports.0\"}");
 }
 
 static void
@@ -381,7 +381,7 @@ test_encode_reals(void **state)
 	n->scale = 0.1f;
 	n->delta = -5;
 	assert_string_equal(encode(fx, n, 0), "{\"child\":null,\"ratio\":0.1,\"scale\":0.1,"
-	                                      "\"delta\":-5,\"children\":[],\"blob\":\"\"}");
+					      "\"delta\":-5,\"children\":[],\"blob\":\"\"}");
 	n->ratio = 1e300;
 	n->scale = FLT_MAX;
 	assert_non_null(strstr(encode(fx, n, 0), "\"ratio\":1e+300,\"scale\":3.4028235e+38,"));
@@ -399,8 +399,8 @@ test_encode_reals(void **state)
 static void
 test_base64(void **state)
 {
-	static const char *const want[] = { "",         "Zg==",     "Zm8=",    "Zm9v",
-		                            "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy" };
+	static const char *const want[] = {"",         "Zg==",     "Zm8=",    "Zm9v",
+					   "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
 	struct fx *fx = *state;
 	Sistemo__V1__LogsReply *l = arena_msg(fx->arena, &sistemo__v1__logs_reply__descriptor);
 	Sistemo__V1__LogsReply *back;
@@ -411,7 +411,7 @@ test_base64(void **state)
 		l->data.data = (uint8_t *)"foobar";
 		l->data.len = i;
 		snprintf(json, sizeof(json), "{\"data\":\"%s\",\"next_offset\":0,\"eof\":false}",
-		         want[i]);
+			 want[i]);
 		assert_string_equal(encode(fx, l, 0), json);
 		back = decode_ok(fx, &sistemo__v1__logs_reply__descriptor, json);
 		assert_int_equal(back->data.len, i);
@@ -431,26 +431,26 @@ test_enum_names(void **state)
 {
 	(void)state;
 	assert_string_equal(pbjson_enum_name(&sistemo__v1__machine_state__descriptor, 3),
-	                    "running");
+			    "running");
 	assert_string_equal(pbjson_enum_name(&sistemo__v1__machine_state__descriptor, 0),
-	                    "unspecified");
+			    "unspecified");
 	assert_string_equal(pbjson_enum_name(&sistemo__v1__protocol__descriptor, 1), "udp");
 	assert_string_equal(pbjson_enum_name(&sistemo__v1__network_mode__descriptor, 2), "none");
 	assert_string_equal(pbjson_enum_name(&sistemo__v1__check_status__descriptor, 0), "ok");
 	assert_string_equal(pbjson_enum_name(&sistemo__v1__operation_state__descriptor, 2), "done");
 	assert_string_equal(pbjson_enum_name(&sistemo__v1__volume_state__descriptor, 2),
-	                    "attached");
+			    "attached");
 	assert_string_equal(pbjson_enum_name(&sistemo__v1__build_source__descriptor, 3), "oci");
 	assert_string_equal(pbjson_enum_name(&sistemo__v1__code__descriptor, 0), "ok");
 	assert_string_equal(pbjson_enum_name(&sistemo__v1__code__descriptor, 1),
-	                    "invalid_argument");
+			    "invalid_argument");
 	assert_string_equal(pbjson_enum_name(&sistemo__v1__code__descriptor, 12),
-	                    "deadline_exceeded");
+			    "deadline_exceeded");
 	assert_null(pbjson_enum_name(&sistemo__v1__code__descriptor, 13));
 	assert_null(pbjson_enum_name(&sistemo__v1__protocol__descriptor, -1));
 	/* memoised: the same string every time */
 	assert_ptr_equal(pbjson_enum_name(&sistemo__v1__protocol__descriptor, 1),
-	                 pbjson_enum_name(&sistemo__v1__protocol__descriptor, 1));
+			 pbjson_enum_name(&sistemo__v1__protocol__descriptor, 1));
 }
 
 static void
@@ -460,21 +460,21 @@ test_enum_parse(void **state)
 
 	(void)state;
 	assert_int_equal(pbjson_enum_parse(&sistemo__v1__machine_state__descriptor, "stopped", &v),
-	                 0);
+			 0);
 	assert_int_equal(v, 5);
 	assert_int_equal(pbjson_enum_parse(&sistemo__v1__machine_state__descriptor,
-	                                   "MACHINE_STATE_ERROR", &v),
-	                 0);
+					   "MACHINE_STATE_ERROR", &v),
+			 0);
 	assert_int_equal(v, 7);
 	assert_int_equal(pbjson_enum_parse(&sistemo__v1__code__descriptor, "not_found", &v), 0);
 	assert_int_equal(v, 2);
 	assert_int_equal(pbjson_enum_parse(&sistemo__v1__code__descriptor, "NOT_FOUND", &v), 0);
 	assert_int_equal(pbjson_enum_parse(&sistemo__v1__machine_state__descriptor, "Stopped", &v),
-	                 -EINVAL);
+			 -EINVAL);
 	assert_int_equal(pbjson_enum_parse(&sistemo__v1__machine_state__descriptor, "STOPPED", &v),
-	                 -EINVAL);
+			 -EINVAL);
 	assert_int_equal(pbjson_enum_parse(&sistemo__v1__machine_state__descriptor, "", &v),
-	                 -EINVAL);
+			 -EINVAL);
 }
 
 static void
@@ -485,13 +485,13 @@ test_oneof(void **state)
 
 	/* not set: neither member is written; the unset optional neither */
 	assert_string_equal(encode(fx, n, 0), "{\"child\":null,\"ratio\":0,\"scale\":0,\"delta\":0,"
-	                                      "\"children\":[],\"blob\":\"\"}");
+					      "\"children\":[],\"blob\":\"\"}");
 	n->value_case = 2;
 	n->label = "x";
 	n->has_maybe = 1;
 	assert_string_equal(encode(fx, n, 0),
-	                    "{\"child\":null,\"label\":\"x\",\"ratio\":0,\"scale\":0,\"delta\":0,"
-	                    "\"maybe\":0,\"children\":[],\"blob\":\"\"}");
+			    "{\"child\":null,\"label\":\"x\",\"ratio\":0,\"scale\":0,\"delta\":0,"
+			    "\"maybe\":0,\"children\":[],\"blob\":\"\"}");
 	n->value_case = 3;
 	n->count = -7;
 	assert_non_null(strstr(encode(fx, n, 0), "\"child\":null,\"count\":-7,\"ratio\":0,"));
@@ -506,7 +506,7 @@ test_oneof(void **state)
 	assert_string_equal(n->label, "");
 	assert_true(n->has_maybe);
 	decode_fails(fx, &node_descriptor, "{\"label\":\"a\",\"count\":1}", "count",
-	             "count: another field of the same oneof is already set");
+		     "count: another field of the same oneof is already set");
 }
 
 /* ---- decoding ----------------------------------------------------------------------------- */
@@ -557,8 +557,8 @@ test_decode_numbers_enums(void **state)
 	Sistemo__V1__PortRule *p;
 
 	m = decode_ok(fx, &sistemo__v1__machine__descriptor,
-	              " \t\r\n{ \"name\" : \"x\" , \"vcpus\" : 4294967295 ,\"state\":\"stopping\","
-	              "\"pid\":-9223372036854775808,\"memory_mb\":18446744073709551615 }\n");
+		      " \t\r\n{ \"name\" : \"x\" , \"vcpus\" : 4294967295 ,\"state\":\"stopping\","
+		      "\"pid\":-9223372036854775808,\"memory_mb\":18446744073709551615 }\n");
 	assert_string_equal(m->name, "x");
 	assert_int_equal(m->vcpus, UINT32_MAX);
 	assert_int_equal(m->state, SISTEMO__V1__MACHINE_STATE__MACHINE_STATE_STOPPING);
@@ -574,7 +574,7 @@ test_decode_numbers_enums(void **state)
 	p = decode_ok(fx, &sistemo__v1__port_rule__descriptor, "{\"protocol\":1}");
 	assert_int_equal(p->protocol, 1);
 	p = decode_ok(fx, &sistemo__v1__port_rule__descriptor,
-	              "{\"protocol\":7,\"host_port\":1e3,\"machine_port\":2.0}");
+		      "{\"protocol\":7,\"host_port\":1e3,\"machine_port\":2.0}");
 	assert_int_equal(p->protocol, 7); /* open enum: kept, and written back as 7 */
 	assert_int_equal(p->host_port, 1000);
 	assert_int_equal(p->machine_port, 2);
@@ -590,8 +590,8 @@ test_decode_strings(void **state)
 	Sistemo__V1__Status *s;
 
 	s = decode_ok(fx, &sistemo__v1__status__descriptor,
-	              "{\"code\":\"invalid_argument\",\"message\":\"\\u00e9\\ud83d\\ude00\\\"\\\\"
-	              "\\/\\b\\f\\n\\r\\t\\u001F\"}");
+		      "{\"code\":\"invalid_argument\",\"message\":\"\\u00e9\\ud83d\\ude00\\\"\\\\"
+		      "\\/\\b\\f\\n\\r\\t\\u001F\"}");
 	assert_int_equal(s->code, SISTEMO__V1__CODE__INVALID_ARGUMENT);
 	assert_string_equal(s->message, "\xc3\xa9\xf0\x9f\x98\x80\"\\/\b\f\n\r\t\x1f");
 	s = decode_ok(fx, &sistemo__v1__status__descriptor, "{\"code\":\"INVALID_ARGUMENT\"}");
@@ -609,8 +609,8 @@ test_decode_nulls(void **state)
 	Sistemo__V1__DeployRequest *d;
 
 	m = decode_ok(fx, &sistemo__v1__machine__descriptor,
-	              "{\"name\":null,\"policy\":null,\"ports\":null,\"vcpus\":null,"
-	              "\"volumes\":[null]}");
+		      "{\"name\":null,\"policy\":null,\"ports\":null,\"vcpus\":null,"
+		      "\"volumes\":[null]}");
 	assert_string_equal(m->name, "");
 	assert_null(m->policy);
 	assert_int_equal(m->n_ports, 0);
@@ -618,7 +618,7 @@ test_decode_nulls(void **state)
 	assert_string_equal(m->volumes[0]->name, "");
 	assert_true(protobuf_c_message_check(&m->base));
 	d = decode_ok(fx, &sistemo__v1__deploy_request__descriptor,
-	              "{\"attach\":[\"a\",null,\"c\"],\"ports\":[]}");
+		      "{\"attach\":[\"a\",null,\"c\"],\"ports\":[]}");
 	assert_int_equal(d->n_attach, 3);
 	assert_string_equal(d->attach[1], "");
 	assert_string_equal(d->attach[2], "c");
@@ -652,32 +652,32 @@ test_decode_field_errors(void **state)
 	const ProtobufCMessageDescriptor *md = &sistemo__v1__machine__descriptor;
 
 	decode_fails(fx, md, "{\"ports\":[{\"host_port\":1},{\"host_prot\":2}]}",
-	             "ports.1.host_prot", "ports[1].host_prot: unknown field");
+		     "ports.1.host_prot", "ports[1].host_prot: unknown field");
 	decode_fails(fx, md, "{\"bogus\":1}", "bogus", "bogus: unknown field");
 	decode_fails(fx, md, "{\"policy\":{\"network_mode\":\"none\",\"x\":[]}}", "policy.x",
-	             "policy.x: unknown field");
+		     "policy.x: unknown field");
 	decode_fails(fx, md, "{\"vcpus\":\"2\"}", "vcpus", "vcpus: expected uint32, got string");
 	decode_fails(fx, md, "{\"name\":2}", "name", "name: expected string, got number");
 	decode_fails(fx, md, "{\"state\":true}", "state",
-	             "state: expected MachineState name or number, got boolean");
+		     "state: expected MachineState name or number, got boolean");
 	decode_fails(fx, md, "{\"ports\":{}}", "ports", "ports: expected array, got object");
 	decode_fails(fx, md, "{\"policy\":[]}", "policy", "policy: expected object, got array");
 	decode_fails(fx, md, "{\"ports\":[{},1]}", "ports.1",
-	             "ports[1]: expected object, got number");
+		     "ports[1]: expected object, got number");
 	decode_fails(fx, md, "{\"policy\":{\"allow_from\":[\"a\",false]}}", "policy.allow_from.1",
-	             "policy.allow_from[1]: expected string, got boolean");
+		     "policy.allow_from[1]: expected string, got boolean");
 	decode_fails(fx, &sistemo__v1__image__descriptor, "{\"has_ssh\":1}", "has_ssh",
-	             "has_ssh: expected boolean, got number");
+		     "has_ssh: expected boolean, got number");
 	decode_fails(fx, &sistemo__v1__logs_reply__descriptor, "{\"data\":[]}", "data",
-	             "data: expected base64 string, got array");
+		     "data: expected base64 string, got array");
 	decode_fails(fx, md, "[]", "", "expected object, got array");
 	decode_fails(fx, md, "\"x\"", "", "expected object, got string");
 	decode_fails(fx, md, "{\"name\":\"a\",\"name\":\"b\"}", "name", "name: duplicate field");
 	decode_fails(fx, md, "{\"state\":\"bogus\"}", "state",
-	             "state: unknown MachineState value 'bogus'");
+		     "state: unknown MachineState value 'bogus'");
 	decode_fails(fx, md, "{\"state\":\"RUNNING\"}", "state", "unknown MachineState value");
 	decode_fails(fx, md, "{\"state\":2147483648}", "state",
-	             "state: 2147483648 is out of range for an enum");
+		     "state: 2147483648 is out of range for an enum");
 }
 
 static void
@@ -687,41 +687,41 @@ test_decode_range_errors(void **state)
 	const ProtobufCMessageDescriptor *md = &sistemo__v1__machine__descriptor;
 
 	decode_fails(fx, md, "{\"vcpus\":4294967296}", "vcpus",
-	             "vcpus: 4294967296 is out of range for uint32");
+		     "vcpus: 4294967296 is out of range for uint32");
 	decode_fails(fx, md, "{\"vcpus\":-1}", "vcpus", "vcpus: -1 is out of range for uint32");
 	decode_fails(fx, md, "{\"vcpus\":1e10}", "vcpus", "1e10 is out of range for uint32");
 	decode_fails(fx, md, "{\"vcpus\":1.5}", "vcpus",
-	             "vcpus: expected uint32, got a fractional number");
+		     "vcpus: expected uint32, got a fractional number");
 	decode_fails(fx, md, "{\"pid\":9223372036854775808}", "pid",
-	             "9223372036854775808 is out of range for int64");
+		     "9223372036854775808 is out of range for int64");
 	decode_fails(fx, md, "{\"pid\":-9223372036854775809}", "pid", "is out of range for int64");
 	decode_fails(fx, md, "{\"memory_mb\":18446744073709551616}", "memory_mb",
-	             "18446744073709551616 is out of range for uint64");
+		     "18446744073709551616 is out of range for uint64");
 	decode_fails(fx, md, "{\"memory_mb\":1e20}", "memory_mb", "is out of range for uint64");
 	decode_fails(fx, md, "{\"memory_mb\":-5}", "memory_mb", "-5 is out of range for uint64");
 	decode_fails(fx, &sistemo__v1__exec_read_reply__descriptor, "{\"exit_code\":2147483648}",
-	             "exit_code", "2147483648 is out of range for int32");
+		     "exit_code", "2147483648 is out of range for int32");
 	decode_fails(fx, &sistemo__v1__exec_read_reply__descriptor, "{\"exit_code\":-2147483649}",
-	             "exit_code", "-2147483649 is out of range for int32");
+		     "exit_code", "-2147483649 is out of range for int32");
 	decode_fails(fx, &sistemo__v1__ping_reply__descriptor, "{\"rtt_avg_ms\":1e400}",
-	             "rtt_avg_ms", "1e400 is out of range for double");
+		     "rtt_avg_ms", "1e400 is out of range for double");
 	decode_fails(fx, &node_descriptor, "{\"scale\":1e39}", "scale", "out of range for float");
 	decode_fails(fx, &node_descriptor, "{\"delta\":-2147483649}", "delta",
-	             "out of range for int32");
+		     "out of range for int32");
 }
 
 static void
 test_decode_bad_base64(void **state)
 {
-	static const char *const bad[] = { "Zm9v!A==", "Zm9", "Z===",    "Zg==Zg==",
-		                           "Zm=v",     "Zg=", "Zm9v\\n", "Zg=\\u003d=" };
+	static const char *const bad[] = {
+		"Zm9v!A==", "Zm9", "Z===", "Zg==Zg==", "Zm=v", "Zg=", "Zm9v\\n", "Zg=\\u003d="};
 	struct fx *fx = *state;
 	char json[64];
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		snprintf(json, sizeof(json), "{\"data\":\"%s\"}", bad[i]);
 		decode_fails(fx, &sistemo__v1__logs_reply__descriptor, json, "data",
-		             "data: invalid base64");
+			     "data: invalid base64");
 	}
 	/* an escaped '=' is still an '=' */
 	decode_ok(fx, &sistemo__v1__logs_reply__descriptor, "{\"data\":\"Zg=\\u003d\"}");
@@ -747,7 +747,7 @@ test_decode_truncated(void **state)
 	decode_fails(fx, md, "{\"ports\":[{}", "ports", eoi);
 	decode_fails(fx, md, "{\"vcpus\":1", "", eoi);
 	decode_fails(fx, md, "{\"ports\":[{\"protocol\":\"udp\"},{\"protocol\":\"ud",
-	             "ports.1.protocol", eoi);
+		     "ports.1.protocol", eoi);
 	decode_fails(fx, md, "nul", "", eoi);
 }
 
@@ -810,8 +810,8 @@ test_decode_depth(void **state)
 	for (int i = 0; i < 40; i++)
 		assert_int_equal(strbuf_printf(sb, "{\"child\":"), 0);
 	r = decode_fails(fx, &node_descriptor, sb->data,
-	                 "child.child.child.child.child.child.child.child.child.child.chi",
-	                 "nesting deeper than 32");
+			 "child.child.child.child.child.child.child.child.child.child.chi",
+			 "nesting deeper than 32");
 	assert_int_equal(r, -EMSGSIZE);
 
 	/* arrays count too: 16 objects and 16 arrays, then one more */
@@ -841,10 +841,10 @@ test_decode_limits(void **state)
 	memcpy(fx->big, "{}", 2);
 	err_clear(&fx->err);
 	assert_int_equal(pbjson_decode(&sistemo__v1__machine__descriptor, fx->big, big, fx->arena,
-	                               &msg, &fx->err),
-	                 0);
+				       &msg, &fx->err),
+			 0);
 	r = pbjson_decode(&sistemo__v1__machine__descriptor, fx->big, big + 1, fx->arena, &msg,
-	                  &fx->err);
+			  &fx->err);
 	assert_int_equal(r, -EMSGSIZE);
 	assert_int_equal(fx->err.code, ERR_INVALID);
 	assert_non_null(strstr(fx->err.msg, "larger than 4 MiB"));
@@ -857,14 +857,14 @@ test_decode_limits(void **state)
 	assert_int_equal(strlen(m->name), PBJSON_MAX_STRING);
 	memcpy(fx->big + 9 + PBJSON_MAX_STRING, "a\"}", 4);
 	r = decode_fails(fx, &sistemo__v1__machine__descriptor, fx->big, "name",
-	                 "name: string longer than 1 MiB");
+			 "name: string longer than 1 MiB");
 	assert_int_equal(r, -EMSGSIZE);
 	/* a long unknown name is refused before it is copied */
 	memcpy(fx->big, "{\"", 2);
 	memset(fx->big + 2, 'k', 300);
 	memcpy(fx->big + 302, "\":1}", 5);
 	decode_fails(fx, &sistemo__v1__machine__descriptor, fx->big, "",
-	             "field name longer than 255 bytes");
+		     "field name longer than 255 bytes");
 }
 
 /* The CLI may call setlocale(): numbers keep their '.' anyway. */

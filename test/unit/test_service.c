@@ -25,24 +25,24 @@ struct fixture {
 };
 
 static const char expected_unit[] =
-        "# Written by 'sistemo service install'; 'sistemo service uninstall' removes it.\n"
-        "[Unit]\n"
-        "Description=sistemo microVM daemon\n"
-        "After=network-online.target\n"
-        "Wants=network-online.target\n"
-        "\n"
-        "[Service]\n"
-        "Type=simple\n"
-        "ExecStart=\"/usr/local/bin/sistemo\" up --data-dir=\"/var/lib/sistemo\"\n"
-        "Restart=on-failure\n"
-        "RestartSec=5\n"
-        "LimitNOFILE=65535\n"
-        "# Only the daemon: the machines' VMM processes survive a daemon restart.\n"
-        "KillMode=process\n"
-        "Delegate=yes\n"
-        "\n"
-        "[Install]\n"
-        "WantedBy=multi-user.target\n";
+	"# Written by 'sistemo service install'; 'sistemo service uninstall' removes it.\n"
+	"[Unit]\n"
+	"Description=sistemo microVM daemon\n"
+	"After=network-online.target\n"
+	"Wants=network-online.target\n"
+	"\n"
+	"[Service]\n"
+	"Type=simple\n"
+	"ExecStart=\"/usr/local/bin/sistemo\" up --data-dir=\"/var/lib/sistemo\"\n"
+	"Restart=on-failure\n"
+	"RestartSec=5\n"
+	"LimitNOFILE=65535\n"
+	"# Only the daemon: the machines' VMM processes survive a daemon restart.\n"
+	"KillMode=process\n"
+	"Delegate=yes\n"
+	"\n"
+	"[Install]\n"
+	"WantedBy=multi-user.target\n";
 
 /* Removes every entry of dir and returns how many there were. */
 static int
@@ -134,17 +134,17 @@ static void
 test_install_writes_unit(void **state)
 {
 	struct fixture *f = *state;
-	struct err err = { 0 };
+	struct err err = {0};
 	struct stat st;
 	char text[4096];
 
 	assert_int_equal(service_install("/usr/local/bin/sistemo", "/var/lib/sistemo", false, &err),
-	                 0);
+			 0);
 	assert_int_equal(err.code, ERR_OK);
 	file_read(f->unit, text, sizeof(text));
 	assert_string_equal(text, expected_unit);
 	assert_non_null(strstr(text, "\nExecStart=\"/usr/local/bin/sistemo\" up "
-	                             "--data-dir=\"/var/lib/sistemo\"\n"));
+				     "--data-dir=\"/var/lib/sistemo\"\n"));
 	assert_non_null(strstr(text, "\nKillMode=process\n"));
 	assert_int_equal(stat(f->unit, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0644);
@@ -155,7 +155,7 @@ static void
 test_install_replaces_unit(void **state)
 {
 	struct fixture *f = *state;
-	struct err err = { 0 };
+	struct err err = {0};
 	char text[4096];
 
 	assert_int_equal(service_install("/usr/bin/sistemo", "/srv/old", false, &err), 0);
@@ -170,29 +170,29 @@ static void
 test_install_quotes_paths(void **state)
 {
 	struct fixture *f = *state;
-	struct err err = { 0 };
+	struct err err = {0};
 	char text[4096];
 
 	assert_int_equal(service_install("/opt/my tools/sistemo", "/srv/a%b$c\"d\\e", false, &err),
-	                 0);
+			 0);
 	file_read(f->unit, text, sizeof(text));
 	assert_non_null(strstr(text, "\nExecStart=\"/opt/my tools/sistemo\" up "
-	                             "--data-dir=\"/srv/a%%b$$c\\\"d\\\\e\"\n"));
+				     "--data-dir=\"/srv/a%%b$$c\\\"d\\\\e\"\n"));
 }
 
 static void
 test_install_rejects_bad_paths(void **state)
 {
 	static const char *const bad[][2] = {
-		{ "sistemo", "/var/lib/sistemo" },
-		{ "/usr/bin/sistemo", "data" },
-		{ "/usr/bin/sistemo", "" },
-		{ "/usr/bin/sistemo", "/var/lib/x\nExecStartPre=/bin/evil" },
+		{"sistemo", "/var/lib/sistemo"},
+		{"/usr/bin/sistemo", "data"},
+		{"/usr/bin/sistemo", ""},
+		{"/usr/bin/sistemo", "/var/lib/x\nExecStartPre=/bin/evil"},
 	};
 	struct fixture *f = *state;
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		struct err err = { 0 };
+		struct err err = {0};
 		assert_true(service_install(bad[i][0], bad[i][1], false, &err) < 0);
 		assert_int_equal(err.code, ERR_INVALID);
 	}
@@ -203,7 +203,7 @@ static void
 test_install_start_without_systemctl(void **state)
 {
 	struct fixture *f = *state;
-	struct err err = { 0 };
+	struct err err = {0};
 
 	assert_true(service_install("/usr/bin/sistemo", "/var/lib/sistemo", true, &err) < 0);
 	if (geteuid() != 0) {
@@ -222,7 +222,7 @@ test_install_start_without_systemctl(void **state)
 static void
 test_install_needs_root(void **state)
 {
-	struct err err = { 0 };
+	struct err err = {0};
 
 	(void)state;
 	if (geteuid() == 0)
@@ -231,7 +231,7 @@ test_install_needs_root(void **state)
 	assert_true(service_install("/usr/bin/sistemo", "/var/lib/sistemo", false, &err) < 0);
 	assert_int_equal(err.code, ERR_PERMISSION);
 	assert_string_equal(err.msg, "service install must run as root");
-	err = (struct err){ 0 };
+	err = (struct err){0};
 	assert_true(service_uninstall(&err) < 0);
 	assert_int_equal(err.code, ERR_PERMISSION);
 }
@@ -240,7 +240,7 @@ static void
 test_uninstall_removes_unit(void **state)
 {
 	struct fixture *f = *state;
-	struct err err = { 0 };
+	struct err err = {0};
 
 	assert_int_equal(service_install("/usr/bin/sistemo", "/var/lib/sistemo", false, &err), 0);
 	assert_int_equal(access(f->unit, F_OK), 0);
@@ -253,7 +253,7 @@ static void
 test_uninstall_missing_unit(void **state)
 {
 	struct fixture *f = *state;
-	struct err err = { 0 };
+	struct err err = {0};
 	char want[PATH_MAX + 64];
 
 	assert_true(service_uninstall(&err) < 0);
@@ -265,13 +265,13 @@ test_uninstall_missing_unit(void **state)
 static void
 test_status_and_logs_without_tools(void **state)
 {
-	struct err err = { 0 };
+	struct err err = {0};
 
 	(void)state;
 	assert_true(service_status(&err) < 0);
 	assert_int_equal(err.code, ERR_PRECONDITION);
 	assert_non_null(strstr(err.msg, "sistemo up --detach"));
-	err = (struct err){ 0 };
+	err = (struct err){0};
 	assert_true(service_logs(true, "/srv/sistemo", &err) < 0);
 	assert_int_equal(err.code, ERR_PRECONDITION);
 	assert_non_null(strstr(err.msg, "'/srv/sistemo/sistemo.log'"));
@@ -286,12 +286,12 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_install_quotes_paths, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_install_rejects_bad_paths, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_install_start_without_systemctl, setup,
-		                                teardown),
+						teardown),
 		cmocka_unit_test_setup_teardown(test_install_needs_root, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_uninstall_removes_unit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_uninstall_missing_unit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_status_and_logs_without_tools, setup,
-		                                teardown),
+						teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

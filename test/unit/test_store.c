@@ -146,8 +146,10 @@ audit_filters_and_order(void **state)
 	unsigned total = 0;
 
 	for (int i = 0; i < 3; i++) {
-		struct audit_entry e = {.actor = "uid:0", .action = actions[i],
-					.target_name = targets[i], .success = i != 1};
+		struct audit_entry e = {.actor = "uid:0",
+					.action = actions[i],
+					.target_name = targets[i],
+					.success = i != 1};
 		assert_int_equal(store_audit_add(f->s, &e, &err), 0);
 	}
 	struct audit_filter all = {.limit = 10};

@@ -17,29 +17,29 @@ test_size_forms(void **state)
 		const char *s;
 		uint64_t mb;
 	} ok[] = {
-		{ "512", 512 },
-		{ "512M", 512 },
-		{ "512m", 512 },
-		{ "512MB", 512 },
-		{ "512mb", 512 },
-		{ "512MiB", 512 },
-		{ "512mib", 512 },
-		{ "2G", 2048 },
-		{ "2g", 2048 },
-		{ "2GB", 2048 },
-		{ "2Gb", 2048 },
-		{ "2GiB", 2048 },
-		{ "1T", 1048576 },
-		{ "1TB", 1048576 },
-		{ "1tib", 1048576 },
-		{ "128", 128 },
-		{ "0512", 512 },
-		{ "18446744073709551615", UINT64_MAX },
-		{ "17592186044415T", 17592186044415ULL * 1048576 },
+		{"512", 512},
+		{"512M", 512},
+		{"512m", 512},
+		{"512MB", 512},
+		{"512mb", 512},
+		{"512MiB", 512},
+		{"512mib", 512},
+		{"2G", 2048},
+		{"2g", 2048},
+		{"2GB", 2048},
+		{"2Gb", 2048},
+		{"2GiB", 2048},
+		{"1T", 1048576},
+		{"1TB", 1048576},
+		{"1tib", 1048576},
+		{"128", 128},
+		{"0512", 512},
+		{"18446744073709551615", UINT64_MAX},
+		{"17592186044415T", 17592186044415ULL * 1048576},
 	};
 	(void)state;
 	for (size_t i = 0; i < ARRAY_SIZE(ok); i++) {
-		struct err err = { 0 };
+		struct err err = {0};
 		uint64_t mb = 0;
 		assert_int_equal(units_parse_size_mb("memory", ok[i].s, &mb, &err), 0);
 		assert_int_equal(err.code, ERR_OK);
@@ -56,7 +56,7 @@ test_size_errors(void **state)
 	};
 	(void)state;
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
-		struct err err = { 0 };
+		struct err err = {0};
 		uint64_t mb = 77;
 		assert_true(units_parse_size_mb("memory", bad[i], &mb, &err) < 0);
 		assert_int_equal(err.code, ERR_INVALID);
@@ -68,18 +68,18 @@ test_size_errors(void **state)
 static void
 test_size_message(void **state)
 {
-	struct err err = { 0 };
+	struct err err = {0};
 	uint64_t mb;
 
 	(void)state;
 	units_parse_size_mb("memory", "12X", &mb, &err);
 	assert_string_equal(err.msg, "--memory: invalid size '12X': use a whole number of MB or a "
-	                             "number with M, G or T (e.g. 512M, 2G)");
+				     "number with M, G or T (e.g. 512M, 2G)");
 	err_clear(&err);
 	units_parse_size_mb(NULL, "12X", &mb, &err);
 	assert_string_equal(err.msg,
-	                    "invalid size '12X': use a whole number of MB or a number with "
-	                    "M, G or T (e.g. 512M, 2G)");
+			    "invalid size '12X': use a whole number of MB or a number with "
+			    "M, G or T (e.g. 512M, 2G)");
 	assert_string_equal(err.field, "");
 }
 
@@ -94,7 +94,7 @@ test_size_overflow(void **state)
 	};
 	(void)state;
 	for (size_t i = 0; i < ARRAY_SIZE(big); i++) {
-		struct err err = { 0 };
+		struct err err = {0};
 		uint64_t mb;
 		assert_true(units_parse_size_mb("storage", big[i], &mb, &err) < 0);
 		assert_int_equal(err.code, ERR_INVALID);
@@ -107,7 +107,7 @@ static void
 check_spec(const char *s, const char *ip, unsigned host, unsigned machine, bool udp)
 {
 	struct port_spec p;
-	struct err err = { 0 };
+	struct err err = {0};
 
 	assert_int_equal(units_parse_port_spec("expose", s, &p, &err), 0);
 	assert_string_equal(p.host_ip, ip);
@@ -137,8 +137,8 @@ test_port_spec_forms(void **state)
 static void
 check_spec_error(const char *s, const char *needle)
 {
-	struct port_spec p = { .host_port = 9 };
-	struct err err = { 0 };
+	struct port_spec p = {.host_port = 9};
+	struct err err = {0};
 
 	assert_true(units_parse_port_spec("expose", s, &p, &err) < 0);
 	assert_int_equal(err.code, ERR_INVALID);
@@ -180,10 +180,9 @@ test_port_spec_errors(void **state)
 static void
 test_uint(void **state)
 {
-	static const char *const bad[] = { "0",   "65", "",
-		                           "-1",  "2x", " 2",
-		                           "1.0", "+2", "99999999999999999999999" };
-	struct err err = { 0 };
+	static const char *const bad[] = {
+		"0", "65", "", "-1", "2x", " 2", "1.0", "+2", "99999999999999999999999"};
+	struct err err = {0};
 	unsigned v = 0;
 
 	(void)state;
@@ -202,15 +201,15 @@ test_uint(void **state)
 	err_clear(&err);
 	units_parse_uint("vcpus", "65", 1, 64, &v, &err);
 	assert_string_equal(err.msg,
-	                    "--vcpus: invalid value '65': use a whole number from 1 to 64");
+			    "--vcpus: invalid value '65': use a whole number from 1 to 64");
 }
 
 static void
 test_host_port(void **state)
 {
-	static const char *const bad[] = { "0",     "65536", "",    "80/sctp",
-		                           "80:80", "x",     "80/", "123456789012345678901" };
-	struct err err = { 0 };
+	static const char *const bad[] = {"0",     "65536", "",    "80/sctp",
+					  "80:80", "x",     "80/", "123456789012345678901"};
+	struct err err = {0};
 	unsigned port = 0;
 	bool udp = true;
 
@@ -241,23 +240,23 @@ test_format_mb(void **state)
 		uint64_t mb;
 		const char *s;
 	} cases[] = {
-		{ 0, "0M" },
-		{ 1, "1M" },
-		{ 512, "512M" },
-		{ 1023, "1023M" },
-		{ 1024, "1G" },
-		{ 1536, "1.5G" },
-		{ 2048, "2G" },
-		{ 1025, "1G" },
-		{ 1996, "1.9G" },
-		{ 2047, "2G" },
-		{ 10240, "10G" },
-		{ 1048576, "1T" },
-		{ 1572864, "1.5T" },
-		{ 1047552, "1023G" },
-		{ 1048064, "1023.5G" },
-		{ 1048575, "1T" },
-		{ UINT64_MAX, "17592186044416T" },
+		{0, "0M"},
+		{1, "1M"},
+		{512, "512M"},
+		{1023, "1023M"},
+		{1024, "1G"},
+		{1536, "1.5G"},
+		{2048, "2G"},
+		{1025, "1G"},
+		{1996, "1.9G"},
+		{2047, "2G"},
+		{10240, "10G"},
+		{1048576, "1T"},
+		{1572864, "1.5T"},
+		{1047552, "1023G"},
+		{1048064, "1023.5G"},
+		{1048575, "1T"},
+		{UINT64_MAX, "17592186044416T"},
 	};
 	char buf[32];
 
@@ -278,20 +277,20 @@ test_format_age(void **state)
 		int64_t at;
 		const char *s;
 	} cases[] = {
-		{ 0, "-" },
-		{ now, "just now" },
-		{ now - 999, "just now" },
-		{ now + 5000, "just now" },
-		{ now - 1000, "1s ago" },
-		{ now - 42000, "42s ago" },
-		{ now - 59999, "59s ago" },
-		{ now - 60000, "1m ago" },
-		{ now - 5 * 60000 - 1, "5m ago" },
-		{ now - 3600000, "1h ago" },
-		{ now - 3 * 3600000 - 59000, "3h ago" },
-		{ now - 86400000, "1d ago" },
-		{ now - 2 * 86400000 - 1, "2d ago" },
-		{ INT64_MIN, "106752010843d ago" },
+		{0, "-"},
+		{now, "just now"},
+		{now - 999, "just now"},
+		{now + 5000, "just now"},
+		{now - 1000, "1s ago"},
+		{now - 42000, "42s ago"},
+		{now - 59999, "59s ago"},
+		{now - 60000, "1m ago"},
+		{now - 5 * 60000 - 1, "5m ago"},
+		{now - 3600000, "1h ago"},
+		{now - 3 * 3600000 - 59000, "3h ago"},
+		{now - 86400000, "1d ago"},
+		{now - 2 * 86400000 - 1, "2d ago"},
+		{INT64_MIN, "106752010843d ago"},
 	};
 	char buf[32];
 
