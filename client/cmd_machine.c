@@ -125,7 +125,7 @@ parse_ports(const struct cmd_args *a, const char *flag, Sistemo__V1__PortRule **
 {
 	const char *const *specs;
 	size_t n = cli_flag_list(a, flag, &specs);
-	Sistemo__V1__PortRule **rules = calloc(n + 1, sizeof(*rules));
+	Sistemo__V1__PortRule **rules = calloc(n + 1, sizeof(Sistemo__V1__PortRule *));
 
 	if (!rules)
 		return err_set(err, ERR_INTERNAL, NULL, ENOMEM, "out of memory");

@@ -110,17 +110,20 @@ arena_msg(struct arena *a, const ProtobufCMessageDescriptor *desc)
 	return m;
 }
 
-void *
-arena_push(struct arena *a, void *arr_ptr, size_t *n, size_t elem_size)
+void
+arena_append(struct arena *a, void *arr_ptr, size_t *n, void *elem)
 {
-	char **arr = arr_ptr;
-	char *grown = arena_alloc(a, (*n + 1) * elem_size);
+	void ***arr = arr_ptr;
 
-	if (*n)
-		memcpy(grown, *arr, *n * elem_size);
-	*arr = grown;
-	(*n)++;
-	return grown + (*n - 1) * elem_size;
+	/* full when n is 0 or a power of two (4 at least): grow to twice that */
+	if (*n == 0 || (*n >= 4 && (*n & (*n - 1)) == 0)) {
+		size_t cap = *n ? *n * 2 : 4;
+		void **grown = arena_alloc(a, cap * sizeof(void *));
+		if (*n)
+			memcpy(grown, *arr, *n * sizeof(void *));
+		*arr = grown;
+	}
+	(*arr)[(*n)++] = elem;
 }
 
 ProtobufCAllocator *

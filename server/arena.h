@@ -19,9 +19,9 @@ char *arena_printf(struct arena *a, const char *fmt, ...) __attribute__((format(
 /* Allocates and initialises a protobuf-c message of the given descriptor. */
 void *arena_msg(struct arena *a, const ProtobufCMessageDescriptor *desc);
 
-/* Grows a repeated field by one element: *arr has *n elements of elem_size; returns the new
- * (zeroed) last element. */
-void *arena_push(struct arena *a, void *arr_ptr, size_t *n, size_t elem_size);
+/* Appends a pointer to a repeated field of pointers (messages, strings): *arr_ptr holds *n.
+ * Capacity doubles at powers of two, so every array must grow only through this call. */
+void arena_append(struct arena *a, void *arr_ptr, size_t *n, void *elem);
 
 /* A ProtobufCAllocator drawing from this arena (free is a no-op). */
 ProtobufCAllocator *arena_allocator(struct arena *a);

@@ -33,7 +33,7 @@ static int
 resolve_service(const struct service *s, struct resolved_service *out, struct err *err)
 {
 	out->svc = s;
-	out->by_index = calloc(s->desc->n_methods, sizeof(*out->by_index));
+	out->by_index = calloc(s->desc->n_methods, sizeof(const struct method *));
 	if (!out->by_index)
 		return err_set(err, ERR_INTERNAL, NULL, ENOMEM, "out of memory");
 	for (unsigned i = 0; i < s->desc->n_methods; i++) {

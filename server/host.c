@@ -143,14 +143,9 @@ host_probe_vmms(const char *data_dir, const char *vmm, struct vmm_probe ret[2])
 	memset(ret, 0, 2 * sizeof(*ret));
 	probe_qemu(data_dir, kvm, why, &ret[0]);
 	probe_firecracker(data_dir, kvm, why, &ret[1]);
-	if (streq(vmm, "qemu"))
-		ret[0].is_default = true;
-	else if (streq(vmm, "firecracker"))
-		ret[1].is_default = true;
-	else if (ret[1].available) /* auto: firecracker where it can run */
-		ret[1].is_default = true;
-	else
-		ret[0].is_default = true;
+	/* auto: firecracker where it can run, qemu otherwise */
+	bool firecracker = streq(vmm, "firecracker") || (streq(vmm, "auto") && ret[1].available);
+	ret[firecracker ? 1 : 0].is_default = true;
 }
 
 unsigned

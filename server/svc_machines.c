@@ -28,8 +28,7 @@ list_one(void *ud, const struct machine_rec *m)
 	if (x->state && machine_state_from_text(m->state) != x->state)
 		return 0;
 	o = machine_to_msg(x->a, m);
-	*(Sistemo__V1__Machine **)arena_push(x->a, &x->out->machines, &x->out->n_machines,
-					     sizeof(o)) = o;
+	arena_append(x->a, &x->out->machines, &x->out->n_machines, o);
 	return 0;
 }
 

@@ -53,8 +53,7 @@ list_one(void *ud, const struct network_rec *r)
 	n->bridge = arena_strdup(a, r->bridge);
 	n->mode = network_mode_from_text(r->mode);
 	n->created_unix_ms = r->created_ms;
-	*(Sistemo__V1__Network **)arena_push(a, &x->out->networks, &x->out->n_networks, sizeof(n)) =
-		n;
+	arena_append(a, &x->out->networks, &x->out->n_networks, n);
 	return 0;
 }
 
@@ -69,8 +68,7 @@ networks_list(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret
 	(void)in;
 	if (!def)
 		return -EIO;
-	*(Sistemo__V1__Network **)arena_push(c->arena, &out->networks, &out->n_networks,
-					     sizeof(def)) = def;
+	arena_append(c->arena, &out->networks, &out->n_networks, def);
 	if (store_network_list(c->d->store, list_one, &x, err) < 0)
 		return -EIO;
 	for (size_t i = 1; i < out->n_networks; i++)
@@ -97,8 +95,7 @@ member_one(void *ud, const struct machine_rec *m)
 	o->state = machine_state_from_text(m->state);
 	o->ip = arena_strdup(x->a, m->ip);
 	o->dns_name = arena_printf(x->a, "%s.%s.sistemo", m->name, m->network);
-	*(Sistemo__V1__NetworkMember **)arena_push(x->a, &x->out->members, &x->out->n_members,
-						   sizeof(o)) = o;
+	arena_append(x->a, &x->out->members, &x->out->n_members, o);
 	return 0;
 }
 

@@ -42,8 +42,7 @@ fill_drivers(struct call *c, Sistemo__V1__SystemInfo *out)
 		v->binary = arena_strdup(c->arena, p->binary);
 		v->version = arena_strdup(c->arena, p->version);
 		v->is_default = p->is_default;
-		*(Sistemo__V1__VmmDriver **)arena_push(c->arena, &out->drivers, &out->n_drivers,
-						       sizeof(v)) = v;
+		arena_append(c->arena, &out->drivers, &out->n_drivers, v);
 	}
 }
 
@@ -100,7 +99,7 @@ add_check(struct call *c, Sistemo__V1__DoctorReply *out, const char *name,
 	k->status = st;
 	k->detail = arena_strdup(c->arena, detail);
 	k->hint = (char *)(hint ? hint : "");
-	*(Sistemo__V1__Check **)arena_push(c->arena, &out->checks, &out->n_checks, sizeof(k)) = k;
+	arena_append(c->arena, &out->checks, &out->n_checks, k);
 }
 
 #define OK SISTEMO__V1__CHECK_STATUS__CHECK_STATUS_OK
@@ -240,8 +239,7 @@ config_entry(void *ud, const char *key, const char *value, const char *source, c
 	e->value = arena_strdup(x->c->arena, value);
 	e->source = arena_strdup(x->c->arena, source);
 	e->help = arena_strdup(x->c->arena, help);
-	*(Sistemo__V1__ConfigEntry **)arena_push(x->c->arena, &x->out->entries, &x->out->n_entries,
-						 sizeof(e)) = e;
+	arena_append(x->c->arena, &x->out->entries, &x->out->n_entries, e);
 	return 0;
 }
 
@@ -256,7 +254,7 @@ system_config(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret
 	config_foreach(&c->d->cfg, config_entry, &x);
 	for (size_t i = 0; i < config_warning_count(&c->d->cfg); i++) {
 		char *w = arena_strdup(c->arena, config_warning(&c->d->cfg, i));
-		*(char **)arena_push(c->arena, &out->warnings, &out->n_warnings, sizeof(w)) = w;
+		arena_append(c->arena, &out->warnings, &out->n_warnings, w);
 	}
 	*ret = &out->base;
 	return 0;
@@ -283,8 +281,7 @@ history_entry(void *ud, const struct audit_entry *e)
 	m->target_name = arena_strdup(a, e->target_name);
 	m->success = e->success;
 	m->detail = arena_strdup(a, e->detail);
-	*(Sistemo__V1__AuditEntry **)arena_push(a, &x->out->entries, &x->out->n_entries,
-						sizeof(m)) = m;
+	arena_append(a, &x->out->entries, &x->out->n_entries, m);
 	return 0;
 }
 
