@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "arena.h"
 #include "macro.h"
 #include "rpc_client.h"
 
@@ -77,13 +78,11 @@ set_global(struct parse_state *ps, int gi, const char *value, struct err *err)
 }
 
 static int
-add_list_values(struct cmd_args *a, int fi, const char *value, struct err *err)
+add_list_values(struct parse_state *ps, int fi, const char *value, struct err *err)
 {
-	char *copy = strdup(value);
+	struct cmd_args *a = ps->a;
+	char *copy = arena_strdup(ps->cli->arena, value);
 
-	if (!copy)
-		return err_set(err, ERR_INTERNAL, NULL, ENOMEM, "out of memory");
-	/* The copies live as long as the process: a CLI run parses once. */
 	for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok;
 	     tok = strtok_r(NULL, ",", &save)) {
 		if (a->n_lists[fi] == ARRAY_SIZE(a->lists[fi]))
@@ -133,7 +132,7 @@ parse_flag(struct parse_state *ps, int argc, char **argv, int *i, struct err *er
 	if (gi >= 0)
 		return set_global(ps, gi, value, err);
 	ps->a->values[fi] = value;
-	return f->type == FLAG_LIST && value ? add_list_values(ps->a, fi, value, err) : 0;
+	return f->type == FLAG_LIST && value ? add_list_values(ps, fi, value, err) : 0;
 }
 
 static void
@@ -320,13 +319,13 @@ cli_main(int argc, char **argv)
 	struct parse_state ps = {.cli = &cli, .a = &a};
 	struct err err = {0};
 
+	if (arena_new(&cli.arena) < 0)
+		return 1;
 	path_append(&ps, cli.prog);
-	if (parse(&ps, argc, argv, &err) < 0) {
-		int status = cli_fail(&cli, &err);
-		return status;
-	}
-	int status = run_parsed(&cli, &ps);
+	int status =
+		parse(&ps, argc, argv, &err) < 0 ? cli_fail(&cli, &err) : run_parsed(&cli, &ps);
 	rpc_client_close(cli.client);
+	arena_free(cli.arena);
 	fflush(stdout);
 	return status;
 }

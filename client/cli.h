@@ -63,6 +63,7 @@ struct cli {
 	enum output_format output;
 	struct paths paths;
 	struct rpc_client *client; /* connected on first use */
+	struct arena *arena;       /* parsed values and built requests; freed at exit */
 	bool stdout_tty;
 };
 

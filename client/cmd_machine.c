@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arena.h"
 #include "cmd.h"
 #include "macro.h"
 #include "pbjson.h"
@@ -120,25 +121,22 @@ run_status(struct cli *cli, const struct cmd_args *a)
 }
 
 static int
-parse_ports(const struct cmd_args *a, const char *flag, Sistemo__V1__PortRule ***ret, size_t *ret_n,
-	    struct err *err)
+parse_ports(struct cli *cli, const struct cmd_args *a, const char *flag,
+	    Sistemo__V1__PortRule ***ret, size_t *ret_n, struct err *err)
 {
 	const char *const *specs;
 	size_t n = cli_flag_list(a, flag, &specs);
-	Sistemo__V1__PortRule **rules = calloc(n + 1, sizeof(Sistemo__V1__PortRule *));
+	Sistemo__V1__PortRule **rules =
+		arena_alloc(cli->arena, (n + 1) * sizeof(Sistemo__V1__PortRule *));
 
-	if (!rules)
-		return err_set(err, ERR_INTERNAL, NULL, ENOMEM, "out of memory");
-	*ret = rules; /* the process frees it at exit */
+	*ret = rules;
 	for (size_t i = 0; i < n; i++) {
 		struct port_spec ps;
 		if (units_parse_port_spec(flag, specs[i], &ps, err) < 0)
 			return -EINVAL;
-		Sistemo__V1__PortRule *p = calloc(1, sizeof(*p));
-		if (!p)
-			return err_set(err, ERR_INTERNAL, NULL, ENOMEM, "out of memory");
-		sistemo__v1__port_rule__init(p);
-		p->host_ip = strdup(ps.host_ip);
+		Sistemo__V1__PortRule *p =
+			arena_msg(cli->arena, &sistemo__v1__port_rule__descriptor);
+		p->host_ip = arena_strdup(cli->arena, ps.host_ip);
 		p->host_port = ps.host_port;
 		p->machine_port = ps.machine_port;
 		p->protocol = ps.udp ? SISTEMO__V1__PROTOCOL__PROTOCOL_UDP
@@ -223,7 +221,7 @@ run_deploy(struct cli *cli, const struct cmd_args *a)
 			       "--volume VOL"),
 		       cli_fail(cli, &err);
 	if (parse_sizes(a, &req, &err) < 0 ||
-	    parse_ports(a, "expose", &req.ports, &req.n_ports, &err) < 0 ||
+	    parse_ports(cli, a, "expose", &req.ports, &req.n_ports, &err) < 0 ||
 	    parse_policy(a, &policy, &err) < 0 || !(c = cli_client(cli, &err)))
 		return cli_fail(cli, &err);
 	STUB(c, sistemo__v1__machines__deploy, SVC_MACHINES, Sistemo__V1__Operation, &req, &op);
@@ -396,7 +394,7 @@ run_expose(struct cli *cli, const struct cmd_args *a)
 	size_t n = 0;
 
 	req.machine = MACHINE_ARG(a);
-	if (parse_ports(a, "port", &ports, &n, &err) < 0)
+	if (parse_ports(cli, a, "port", &ports, &n, &err) < 0)
 		return cli_fail(cli, &err);
 	if (n != 1)
 		return err_set(&err, ERR_INVALID, "port", EINVAL,

@@ -85,27 +85,34 @@ load_config(struct daemon *d, struct err *err)
 	return 0;
 }
 
-static bool
-rpc_blocks(void *ud, const void *req, size_t len)
+static void *
+rpc_prepare(void *ud, const void *req, size_t len, bool *ret_blocks)
 {
 	struct daemon *d = ud;
+	struct dispatch_req *r = dispatch_parse(d->dispatch, req, len);
 
-	return dispatch_blocks(d->dispatch, req, len);
+	*ret_blocks = dispatch_req_blocks(r);
+	return r;
 }
 
 static void
-rpc_handle(void *ud, const struct caller *caller, const void *req, size_t len, void **ret,
-	   size_t *ret_len)
+rpc_handle(void *ud, const struct caller *caller, void *prepared, void **ret, size_t *ret_len)
 {
-	struct daemon *d = ud;
+	dispatch_run(prepared, ud, caller, ret, ret_len);
+}
 
-	dispatch_handle(d->dispatch, d, caller, req, len, ret, ret_len);
+static void
+rpc_discard(void *ud, void *prepared)
+{
+	(void)ud;
+	dispatch_req_free(prepared);
 }
 
 static int
 start_rpc(struct daemon *d, struct err *err)
 {
-	struct rpc_handler h = {.blocks = rpc_blocks, .handle = rpc_handle, .ud = d};
+	struct rpc_handler h = {
+		.prepare = rpc_prepare, .handle = rpc_handle, .discard = rpc_discard, .ud = d};
 	int r;
 
 	/* We hold the lock, so a socket file left here is a dead daemon's. */

@@ -112,23 +112,6 @@ lookup(struct dispatch *d, const Sistemo__V1__Request *req, const struct resolve
 	return 0;
 }
 
-bool
-dispatch_blocks(struct dispatch *d, const void *req, size_t len)
-{
-	const struct resolved_service *s;
-	const ProtobufCMethodDescriptor *md;
-	struct err err = {0};
-	bool blocks = false;
-
-	if (len > RPC_MAX_MSG)
-		return false;
-	Sistemo__V1__Request *r = sistemo__v1__request__unpack(NULL, len, req);
-	if (r && lookup(d, r, &s, &md, &err) >= 0)
-		blocks = s->by_index[md - s->svc->desc->methods]->flags & METHOD_BLOCKS;
-	sistemo__v1__request__free_unpacked(r, NULL);
-	return blocks;
-}
-
 /* "AttachVolume" -> "attach_volume" */
 static void
 snake_case(const char *in, char *out, size_t size)
@@ -162,49 +145,82 @@ request_target(const ProtobufCMessage *in)
 	return "";
 }
 
-static int
-invoke(struct dispatch *d, struct call *c, const Sistemo__V1__Request *req,
-       ProtobufCMessage **ret_out, const struct service **ret_svc, struct err *err)
-{
-	const struct resolved_service *s;
+struct dispatch_req {
+	struct arena *arena;
+	Sistemo__V1__Request *req;          /* NULL when the envelope was bad */
+	const struct resolved_service *svc; /* NULL when unresolved */
 	const ProtobufCMethodDescriptor *md;
-	int r;
+	const struct method *m;
+	struct err err; /* a parse or lookup error, answered as is */
+};
 
-	if ((r = lookup(d, req, &s, &md, err)) < 0)
-		return r;
-	*ret_svc = s->svc;
-	const struct method *m = s->by_index[md - s->svc->desc->methods];
-	ProtobufCMessage *in = protobuf_c_message_unpack(md->input, arena_allocator(c->arena),
-							 req->payload.len, req->payload.data);
-	if (!in)
-		return err_set(err, ERR_INVALID, NULL, EBADMSG, "malformed '%s' message for %s.%s",
-			       md->input->short_name, req->service, req->method);
-	if (!c->target_name)
-		c->target_name = request_target(in);
-	if (!m->fn) {
-		char words[64];
-		snake_case(md->name, words, sizeof(words));
-		for (char *u = words; (u = strchr(u, '_'));)
-			*u = ' ';
-		return err_set(err, ERR_UNIMPLEMENTED, NULL, ENOSYS,
-			       "'%s %s' is not implemented yet: it comes with %s", s->svc->noun,
-			       words, m->later);
-	}
-	r = m->fn(c, in, ret_out, err);
-	if (r >= 0 && (!*ret_out || (*ret_out)->descriptor != md->output))
-		return err_set(err, ERR_INTERNAL, NULL, EPROTO, "handler %s.%s returned no '%s'",
-			       req->service, req->method, md->output->short_name);
+struct dispatch_req *
+dispatch_parse(struct dispatch *d, const void *buf, size_t len)
+{
+	struct dispatch_req *r = calloc(1, sizeof(*r));
+
+	if (!r || arena_new(&r->arena) < 0)
+		abort();
+	if (len > RPC_MAX_MSG)
+		err_set(&r->err, ERR_EXHAUSTED, NULL, EMSGSIZE,
+			"request of %zu bytes is over the %u byte limit", len, RPC_MAX_MSG);
+	else if (!(r->req = sistemo__v1__request__unpack(arena_allocator(r->arena), len, buf)))
+		err_set(&r->err, ERR_INVALID, NULL, EBADMSG, "malformed request envelope");
+	else if (r->req->version != 1)
+		err_set(&r->err, ERR_INVALID, "version", EPROTO,
+			"wire version %u is not supported (this daemon speaks 1)", r->req->version);
+	else if (lookup(d, r->req, &r->svc, &r->md, &r->err) >= 0)
+		r->m = r->svc->by_index[r->md - r->svc->svc->desc->methods];
 	return r;
 }
 
-static bool
-mutates(struct dispatch *d, const Sistemo__V1__Request *req)
+bool
+dispatch_req_blocks(const struct dispatch_req *r)
 {
-	const struct resolved_service *s = find_service(d, req->service);
-	const ProtobufCMethodDescriptor *md =
-		s ? protobuf_c_service_descriptor_get_method_by_name(s->svc->desc, req->method)
-		  : NULL;
-	return md && (s->by_index[md - s->svc->desc->methods]->flags & METHOD_MUTATES);
+	return r->m && (r->m->flags & METHOD_BLOCKS);
+}
+
+static int
+unimplemented(const struct dispatch_req *r, struct err *err)
+{
+	char words[64];
+
+	snake_case(r->md->name, words, sizeof(words));
+	for (char *u = words; (u = strchr(u, '_'));)
+		*u = ' ';
+	return err_set(err, ERR_UNIMPLEMENTED, NULL, ENOSYS,
+		       "'%s %s' is not implemented yet: it comes with %s", r->svc->svc->noun, words,
+		       r->m->later);
+}
+
+static int
+invoke(const struct dispatch_req *r, struct call *c, ProtobufCMessage **ret_out, struct err *err)
+{
+	const ProtobufCMethodDescriptor *md = r->md;
+	ProtobufCMessage *in = protobuf_c_message_unpack(md->input, arena_allocator(c->arena),
+							 r->req->payload.len, r->req->payload.data);
+	if (!in)
+		return err_set(err, ERR_INVALID, NULL, EBADMSG, "malformed '%s' message for %s.%s",
+			       md->input->short_name, r->req->service, r->req->method);
+	c->target_name = request_target(in);
+	if (!r->m->fn)
+		return unimplemented(r, err);
+	int ret = r->m->fn(c, in, ret_out, err);
+	if (ret >= 0 && (!*ret_out || (*ret_out)->descriptor != md->output))
+		return err_set(err, ERR_INTERNAL, NULL, EPROTO, "handler %s.%s returned no '%s'",
+			       r->req->service, r->req->method, md->output->short_name);
+	return ret;
+}
+
+static void
+audit(const struct dispatch_req *r, struct daemon *daemon, const struct caller *caller,
+      const struct call *c, const struct err *err)
+{
+	char action[96], method[64];
+
+	snake_case(r->md->name, method, sizeof(method));
+	snprintf(action, sizeof(action), "%s.%s", r->svc->svc->noun, method);
+	daemon_audit(daemon, caller, action, c, err);
 }
 
 static void
@@ -235,35 +251,33 @@ pack_reply(const struct err *err, const ProtobufCMessage *out, void **ret, size_
 }
 
 void
+dispatch_run(struct dispatch_req *r, struct daemon *daemon, const struct caller *caller,
+	     void **ret_reply, size_t *ret_len)
+{
+	struct call c = {.d = daemon, .arena = r->arena, .caller = caller};
+	ProtobufCMessage *out = NULL;
+
+	if (r->m) {
+		invoke(r, &c, &out, &r->err);
+		if (r->m->flags & METHOD_MUTATES)
+			audit(r, daemon, caller, &c, &r->err);
+	}
+	pack_reply(&r->err, out, ret_reply, ret_len);
+	dispatch_req_free(r);
+}
+
+void
+dispatch_req_free(struct dispatch_req *r)
+{
+	if (!r)
+		return;
+	arena_free(r->arena);
+	free(r);
+}
+
+void
 dispatch_handle(struct dispatch *d, struct daemon *daemon, const struct caller *caller,
 		const void *req, size_t len, void **ret_reply, size_t *ret_len)
 {
-	struct err err = {0};
-	struct call c = {.d = daemon, .caller = caller};
-	ProtobufCMessage *out = NULL;
-	const struct service *svc = NULL;
-	Sistemo__V1__Request *r = NULL;
-
-	if (arena_new(&c.arena) < 0)
-		abort();
-	if (len > RPC_MAX_MSG)
-		err_set(&err, ERR_EXHAUSTED, NULL, EMSGSIZE,
-			"request of %zu bytes is over the %u "
-			"byte limit",
-			len, RPC_MAX_MSG);
-	else if (!(r = sistemo__v1__request__unpack(arena_allocator(c.arena), len, req)))
-		err_set(&err, ERR_INVALID, NULL, EBADMSG, "malformed request envelope");
-	else if (r->version != 1)
-		err_set(&err, ERR_INVALID, "version", EPROTO,
-			"wire version %u is not supported (this daemon speaks 1)", r->version);
-	else
-		invoke(d, &c, r, &out, &svc, &err);
-	if (r && svc && mutates(d, r)) {
-		char action[96], method[64];
-		snake_case(r->method, method, sizeof(method));
-		snprintf(action, sizeof(action), "%s.%s", svc->noun, method);
-		daemon_audit(daemon, caller, action, &c, &err);
-	}
-	pack_reply(&err, out, ret_reply, ret_len);
-	arena_free(c.arena);
+	dispatch_run(dispatch_parse(d, req, len), daemon, caller, ret_reply, ret_len);
 }

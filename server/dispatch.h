@@ -67,11 +67,25 @@ int dispatch_new(const struct service *const *services, size_t n, struct dispatc
 		 struct err *err);
 void dispatch_free(struct dispatch *d);
 
-/* True when the request names a METHOD_BLOCKS method (peeks at the envelope). */
-bool dispatch_blocks(struct dispatch *d, const void *req, size_t len);
+/* One request unpacked once: its envelope, resolved method and the call's arena. */
+struct dispatch_req;
 
-/* Handles one packed Request; *ret_reply (malloc'd, caller frees) gets the packed Reply.
+/* Unpacks and resolves a packed Request (the bytes are copied). Never fails: a bad request
+ * is kept with its error, answered by dispatch_run. */
+struct dispatch_req *dispatch_parse(struct dispatch *d, const void *req, size_t len);
+
+/* True when the request names a METHOD_BLOCKS method: run it off the NNG callback. */
+bool dispatch_req_blocks(const struct dispatch_req *r);
+
+/* Runs the request and frees it; *ret_reply (malloc'd, caller frees) gets the packed Reply.
  * Never fails: every error becomes a Status in the reply. */
+void dispatch_run(struct dispatch_req *r, struct daemon *daemon, const struct caller *caller,
+		  void **ret_reply, size_t *ret_len);
+
+/* Frees a parsed request without running it. Accepts NULL. */
+void dispatch_req_free(struct dispatch_req *r);
+
+/* dispatch_parse + dispatch_run in one call (tests, inline use). */
 void dispatch_handle(struct dispatch *d, struct daemon *daemon, const struct caller *caller,
 		     const void *req, size_t len, void **ret_reply, size_t *ret_len);
 

@@ -19,6 +19,7 @@ struct rpc_ctx {
 	nng_aio *aio;
 	enum ctx_state state;
 	nng_msg *msg;         /* the request while a worker handles it */
+	void *prepared;       /* its prepared form */
 	struct rpc_ctx *next; /* worker queue link */
 };
 
@@ -61,17 +62,16 @@ caller_of(nng_msg *msg, struct caller *c)
 	}
 }
 
-/* Runs the handler on msg and sends the reply on the context. */
+/* Runs the handler on the prepared request and sends the reply in msg on the context. */
 static void
-answer(struct rpc_ctx *x, nng_msg *msg)
+answer(struct rpc_ctx *x, nng_msg *msg, void *prepared)
 {
 	struct caller caller;
 	void *reply = NULL;
 	size_t reply_len = 0;
 
 	caller_of(msg, &caller);
-	x->srv->h.handle(x->srv->h.ud, &caller, nng_msg_body(msg), nng_msg_len(msg), &reply,
-			 &reply_len);
+	x->srv->h.handle(x->srv->h.ud, &caller, prepared, &reply, &reply_len);
 	nng_msg_clear(msg);
 	if (nng_msg_append(msg, reply, reply_len) != 0) {
 		log_error("rpc: out of memory building a reply of %zu bytes", reply_len);
@@ -84,12 +84,13 @@ answer(struct rpc_ctx *x, nng_msg *msg)
 }
 
 static void
-enqueue(struct rpc_ctx *x, nng_msg *msg)
+enqueue(struct rpc_ctx *x, nng_msg *msg, void *prepared)
 {
 	struct rpc_server *s = x->srv;
 
 	pthread_mutex_lock(&s->lock);
 	x->msg = msg;
+	x->prepared = prepared;
 	x->next = NULL;
 	if (s->queue_tail)
 		s->queue_tail->next = x;
@@ -121,10 +122,13 @@ ctx_cb(void *arg)
 		return;
 	}
 	nng_msg *msg = nng_aio_get_msg(x->aio);
-	if (x->srv->h.blocks(x->srv->h.ud, nng_msg_body(msg), nng_msg_len(msg)))
-		enqueue(x, msg);
+	bool blocks = false;
+	void *prepared =
+		x->srv->h.prepare(x->srv->h.ud, nng_msg_body(msg), nng_msg_len(msg), &blocks);
+	if (blocks)
+		enqueue(x, msg, prepared);
 	else
-		answer(x, msg);
+		answer(x, msg, prepared);
 }
 
 static void *
@@ -145,7 +149,7 @@ worker_main(void *arg)
 		if (!s->queue_head)
 			s->queue_tail = NULL;
 		pthread_mutex_unlock(&s->lock);
-		answer(x, x->msg);
+		answer(x, x->msg, x->prepared);
 	}
 }
 
@@ -250,8 +254,10 @@ rpc_server_stop(struct rpc_server *s)
 			nng_aio_stop(s->ctxs[i].aio);
 			nng_aio_free(s->ctxs[i].aio);
 		}
-	for (struct rpc_ctx *x = s->queue_head; x; x = x->next)
+	for (struct rpc_ctx *x = s->queue_head; x; x = x->next) {
 		nng_msg_free(x->msg);
+		s->h.discard(s->h.ud, x->prepared);
+	}
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->lock);
 	free(s->ctxs);

@@ -11,11 +11,14 @@
 struct rpc_server;
 
 struct rpc_handler {
-	/* True when the request may block: it then runs on a worker thread. */
-	bool (*blocks)(void *ud, const void *req, size_t len);
-	/* Answers one request; *ret_reply is malloc'd and freed by the server. */
-	void (*handle)(void *ud, const struct caller *caller, const void *req, size_t len,
-		       void **ret_reply, size_t *ret_len);
+	/* Takes one request's bytes (copying what it keeps) and returns it prepared, with
+	 * *ret_blocks true when answering may block: it then runs on a worker thread. */
+	void *(*prepare)(void *ud, const void *req, size_t len, bool *ret_blocks);
+	/* Answers a prepared request and frees it; *ret_reply is malloc'd, freed by the server. */
+	void (*handle)(void *ud, const struct caller *caller, void *prepared, void **ret_reply,
+		       size_t *ret_len);
+	/* Frees a prepared request that will not be answered (shutdown). */
+	void (*discard)(void *ud, void *prepared);
 	void *ud;
 };
 
