@@ -11,11 +11,12 @@
 #include "rpc_client.h"
 
 /* Global flags, accepted at any level before or after the command words. */
-static const struct flag global_flags[] = {
+const struct flag cli_global_flags[] = {
 	{"data-dir", 0, FLAG_STRING, "DIR", "data directory of the daemon to talk to",
 	 "~/.sistemo"},
 	{"output", 'o', FLAG_STRING, "FORMAT", "output format: text or json", "text"},
 	{"help", 'h', FLAG_BOOL, NULL, "show help for the command", NULL},
+	{"version", 'v', FLAG_BOOL, NULL, "print the version (same as 'sistemo version')", NULL},
 	{0},
 };
 
@@ -52,19 +53,20 @@ flag_index(const struct flag *flags, const char *name, char shorthand)
 struct parse_state {
 	struct cli *cli;
 	struct cmd_args *a;
-	char path[256]; /* "sistemo machine deploy" */
-	char *pos[64];
-	size_t n_pos;
-	bool help;
 };
 
 static int
 set_global(struct parse_state *ps, int gi, const char *value, struct err *err)
 {
-	const char *name = global_flags[gi].name;
+	const char *name = cli_global_flags[gi].name;
 
 	if (streq(name, "help"))
-		ps->help = true;
+		ps->a->help = true;
+	else if (streq(name, "version") && ps->a->cmd == &cli_root)
+		ps->a->cmd = find_sub(&cli_root, "version");
+	else if (streq(name, "version"))
+		return err_set(err, ERR_INVALID, NULL, EINVAL,
+			       "--version goes alone: sistemo --version");
 	else if (streq(name, "data-dir"))
 		ps->cli->data_dir = value;
 	else if (streq(value, "json"))
@@ -112,12 +114,12 @@ parse_flag(struct parse_state *ps, int argc, char **argv, int *i, struct err *er
 	}
 	const struct flag *flags = ps->a->cmd->flags;
 	int fi = flag_index(flags, shorthand ? NULL : name, shorthand);
-	int gi = fi < 0 ? flag_index(global_flags, shorthand ? NULL : name, shorthand) : -1;
-	const struct flag *f = fi >= 0 ? &flags[fi] : gi >= 0 ? &global_flags[gi] : NULL;
+	int gi = fi < 0 ? flag_index(cli_global_flags, shorthand ? NULL : name, shorthand) : -1;
+	const struct flag *f = fi >= 0 ? &flags[fi] : gi >= 0 ? &cli_global_flags[gi] : NULL;
 	if (!f)
 		return err_set(err, ERR_INVALID, NULL, EINVAL,
-			       "unknown flag '%s' for '%s' (see '%s --help')", word, ps->path,
-			       ps->path);
+			       "unknown flag '%s' for '%s' (see '%s --help')", word, ps->a->path,
+			       ps->a->path);
 	if (f->type == FLAG_BOOL) {
 		if (value && !streq(value, "true") && !streq(value, "false"))
 			return err_set(err, ERR_INVALID, f->name, EINVAL,
@@ -138,34 +140,39 @@ parse_flag(struct parse_state *ps, int argc, char **argv, int *i, struct err *er
 static void
 path_append(struct parse_state *ps, const char *name)
 {
-	size_t n = strlen(ps->path);
+	size_t n = strlen(ps->a->path);
 
-	snprintf(ps->path + n, sizeof(ps->path) - n, "%s%s", n ? " " : "", name);
+	snprintf(ps->a->path + n, sizeof(ps->a->path) - n, "%s%s", n ? " " : "", name);
 }
 
 static int
 parse(struct parse_state *ps, int argc, char **argv, struct err *err)
 {
-	bool raw = false;
+	bool raw = false, dashdash = false;
 
 	for (int i = 1; i < argc; i++) {
 		const char *w = argv[i];
-		if (raw || w[0] != '-' || w[1] == '\0') {
-			const struct cmd *sub = ps->n_pos == 0 ? find_sub(ps->a->cmd, w) : NULL;
-			if (sub) {
-				ps->a->cmd = sub;
-				path_append(ps, sub->name);
-				continue;
-			}
-			if (ps->n_pos == ARRAY_SIZE(ps->pos))
-				return err_set(err, ERR_INVALID, NULL, E2BIG, "too many arguments");
-			ps->pos[ps->n_pos++] = argv[i];
-			raw = raw || ps->a->cmd->raw_args;
-		} else if (streq(w, "--")) {
-			raw = true;
-		} else if (parse_flag(ps, argc, argv, &i, err) < 0) {
-			return -EINVAL;
+		if (!dashdash && streq(w, "--")) { /* the first "--" ends the flags, and goes */
+			dashdash = raw = true;
+			continue;
 		}
+		if (!raw && w[0] == '-' && w[1] != '\0') {
+			if (parse_flag(ps, argc, argv, &i, err) < 0)
+				return -EINVAL;
+			continue;
+		}
+		const struct cmd *sub = !raw && ps->a->n_pos == 0 ? find_sub(ps->a->cmd, w) : NULL;
+		if (sub) {
+			ps->a->cmd = sub;
+			path_append(ps, sub->name);
+			continue;
+		}
+		if (ps->a->n_pos == ARRAY_SIZE(ps->a->pos_store))
+			return err_set(err, ERR_INVALID, NULL, E2BIG,
+				       "too many arguments (at most %zu)",
+				       ARRAY_SIZE(ps->a->pos_store));
+		ps->a->pos_store[ps->a->n_pos++] = argv[i];
+		raw = raw || ps->a->cmd->raw_args;
 	}
 	return 0;
 }
@@ -264,7 +271,7 @@ cli_help(const struct cmd *cmd, const char *path, FILE *f)
 	if (cmd->subs)
 		help_subs(cmd, f);
 	help_flags(cmd->flags, "Flags", f);
-	help_flags(global_flags, "Global flags", f);
+	help_flags(cli_global_flags, "Global flags", f);
 	if (cmd->examples)
 		fprintf(f, "\nExamples:\n%s", cmd->examples);
 	if (cmd->subs)
@@ -276,54 +283,64 @@ check_args(struct parse_state *ps, struct err *err)
 {
 	const struct cmd *c = ps->a->cmd;
 
-	if (ps->n_pos < c->min_args)
+	if (ps->a->n_pos < c->min_args)
 		return err_set(err, ERR_INVALID, NULL, EINVAL, "'%s' needs %s%s (usage: %s %s)",
-			       ps->path, c->min_args == 1 ? "an argument" : "more arguments", "",
-			       ps->path, c->usage ? c->usage : "");
-	if (ps->n_pos > c->max_args && !c->raw_args)
+			       ps->a->path, c->min_args == 1 ? "an argument" : "more arguments", "",
+			       ps->a->path, c->usage ? c->usage : "");
+	if (ps->a->n_pos > c->max_args && !c->raw_args)
 		return err_set(err, ERR_INVALID, NULL, EINVAL,
 			       "'%s' takes at most %u argument%s, got %zu ('%s' is extra)",
-			       ps->path, c->max_args, c->max_args == 1 ? "" : "s", ps->n_pos,
-			       ps->pos[c->max_args]);
+			       ps->a->path, c->max_args, c->max_args == 1 ? "" : "s", ps->a->n_pos,
+			       ps->a->pos_store[c->max_args]);
 	return 0;
 }
 
 static int
-run_parsed(struct cli *cli, struct parse_state *ps)
+check_group(struct parse_state *ps, struct err *err)
 {
-	struct err err = {0};
 	const struct cmd *c = ps->a->cmd;
 
-	if (ps->help || (!c->run && c->subs)) {
-		if (!ps->help && ps->n_pos > 0) {
-			fprintf(stderr, "%s: unknown command '%s' for '%s'\n\n", cli->prog,
-				ps->pos[0], ps->path);
-			cli_help(c, ps->path, stderr);
-			return 2;
-		}
-		cli_help(c, ps->path, stdout);
+	if (c->run || !c->subs || ps->a->n_pos == 0)
 		return 0;
-	}
-	if (check_args(ps, &err) < 0)
-		return cli_fail(cli, &err);
-	ps->a->pos = ps->pos;
-	ps->a->n_pos = ps->n_pos;
-	return c->run(cli, ps->a);
+	return err_set(err, ERR_INVALID, NULL, EINVAL, "unknown command '%s' for '%s'",
+		       ps->a->pos_store[0], ps->a->path);
+}
+
+int
+cli_parse(struct cli *cli, int argc, char **argv, struct cmd_args *a, struct err *err)
+{
+	struct parse_state ps = {.cli = cli, .a = a};
+	int r;
+
+	memset(a, 0, sizeof(*a));
+	a->cmd = &cli_root;
+	path_append(&ps, cli_root.name);
+	if ((r = parse(&ps, argc, argv, err)) < 0 || (r = check_group(&ps, err)) < 0)
+		return r;
+	a->pos = a->pos_store;
+	return a->help ? 0 : check_args(&ps, err);
 }
 
 int
 cli_main(int argc, char **argv)
 {
 	struct cli cli = {.prog = "sistemo", .stdout_tty = isatty(1)};
-	struct cmd_args a = {.cmd = &cli_root};
-	struct parse_state ps = {.cli = &cli, .a = &a};
+	struct cmd_args a;
 	struct err err = {0};
+	int status;
 
 	if (arena_new(&cli.arena) < 0)
 		return 1;
-	path_append(&ps, cli.prog);
-	int status =
-		parse(&ps, argc, argv, &err) < 0 ? cli_fail(&cli, &err) : run_parsed(&cli, &ps);
+	if (cli_parse(&cli, argc, argv, &a, &err) < 0) {
+		status = cli_fail(&cli, &err);
+		if (a.cmd->subs && !a.cmd->run) /* a group: show what it offers */
+			cli_help(a.cmd, a.path, stderr);
+	} else if (a.help || !a.cmd->run) {
+		cli_help(a.cmd, a.path, stdout);
+		status = 0;
+	} else {
+		status = a.cmd->run(&cli, &a);
+	}
 	rpc_client_close(cli.client);
 	arena_free(cli.arena);
 	fflush(stdout);

@@ -37,6 +37,9 @@ struct cmd_args {
 	size_t n_lists[16];
 	char *const *pos; /* positional arguments */
 	size_t n_pos;
+	char *pos_store[64];
+	char path[256]; /* the words of the command found: "sistemo machine deploy" */
+	bool help;      /* --help was given */
 };
 
 struct cmd {
@@ -69,6 +72,15 @@ struct cli {
 
 /* The root of the command table (commands.c). */
 extern const struct cmd cli_root;
+
+/* The global flags, accepted at every level (--data-dir, -o/--output, -h/--help,
+ * -v/--version); {0}-terminated. */
+extern const struct flag cli_global_flags[];
+
+/* Parses argv against the table into a: the command found, its flags and positionals; the
+ * global flags land in cli (which must have an arena). Checks the count of positionals unless
+ * help was asked. Returns 0 or negative errno with err naming the bad word. */
+int cli_parse(struct cli *cli, int argc, char **argv, struct cmd_args *a, struct err *err);
 
 /* Parses argv against the table, runs the command; returns the process exit status. */
 int cli_main(int argc, char **argv);

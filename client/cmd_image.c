@@ -192,11 +192,13 @@ static const struct flag build_flags[] = {
 
 const struct cmd image_cmds[] = {
 	{.name = "list",
+	 .examples = "  sistemo image list\n  sistemo image ls --registry\n",
 	 .aliases = a_ls,
 	 .flags = list_flags,
 	 .summary = "List images",
 	 .run = run_list},
 	{.name = "show",
+	 .examples = "  sistemo image show debian\n",
 	 .aliases = a_show,
 	 .usage = "<image>",
 	 .min_args = 1,
@@ -212,6 +214,7 @@ const struct cmd image_cmds[] = {
 	 .run = run_pull,
 	 .examples = "  sistemo image pull debian\n"},
 	{.name = "import",
+	 .examples = "  sistemo image import ./rootfs.ext4 --name myapp\n",
 	 .usage = "<file.ext4>",
 	 .min_args = 1,
 	 .max_args = 1,
@@ -230,6 +233,7 @@ const struct cmd image_cmds[] = {
 		     "  sistemo image build myapp --from app.tar\n"
 		     "  sistemo image build debian --release bookworm --packages curl,nginx\n"},
 	{.name = "delete",
+	 .examples = "  sistemo image delete myapp -y\n",
 	 .aliases = a_rm,
 	 .usage = "<image>",
 	 .min_args = 1,

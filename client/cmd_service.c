@@ -73,14 +73,20 @@ static const struct flag logs_flags[] = {
 
 const struct cmd service_cmds[] = {
 	{.name = "install",
+	 .examples = "  sistemo service install\n  sistemo service install --no-start\n",
 	 .flags = install_flags,
 	 .summary = "Write /etc/systemd/system/sistemo.service, enable and start it",
 	 .run = run_service_install},
 	{.name = "uninstall",
+	 .examples = "  sistemo service uninstall\n",
 	 .summary = "Stop, disable and remove the unit",
 	 .run = run_service_uninstall},
-	{.name = "status", .summary = "systemctl status sistemo", .run = run_service_status},
+	{.name = "status",
+	 .examples = "  sistemo service status\n",
+	 .summary = "systemctl status sistemo",
+	 .run = run_service_status},
 	{.name = "logs",
+	 .examples = "  sistemo service logs\n  sistemo service logs --no-follow\n",
 	 .flags = logs_flags,
 	 .summary = "Follow the daemon's journal",
 	 .run = run_service_logs},
@@ -113,6 +119,7 @@ static const struct flag reset_flags[] = {
 
 const struct cmd admin_cmds[] = {
 	{.name = "reset-password",
+	 .examples = "  sistemo admin reset-password\n  sistemo admin reset-password -u ops\n",
 	 .flags = reset_flags,
 	 .summary = "Set a new dashboard password (asked without echo)",
 	 .run = run_reset_password},

@@ -238,7 +238,42 @@ print_names(const ProtobufCMessage *m)
 		const Sistemo__V1__ListNetworksReply *r = (const void *)m;
 		for (size_t i = 0; i < r->n_networks; i++)
 			printf("%s\n", r->networks[i]->name);
+	} else if (m->descriptor == &sistemo__v1__list_volumes_reply__descriptor) {
+		const Sistemo__V1__ListVolumesReply *r = (const void *)m;
+		for (size_t i = 0; i < r->n_volumes; i++)
+			printf("%s\n", r->volumes[i]->name);
+	} else if (m->descriptor == &sistemo__v1__list_images_reply__descriptor) {
+		const Sistemo__V1__ListImagesReply *r = (const void *)m;
+		for (size_t i = 0; i < r->n_images; i++)
+			for (size_t t = 0; t < r->images[i]->n_tags; t++)
+				printf("%s\n", r->images[i]->tags[t]);
 	}
+}
+
+/* The list reply holding the names of one kind, or NULL (quietly) when unavailable. */
+static ProtobufCMessage *
+list_kind(struct rpc_client *c, const char *kind)
+{
+	ProtobufCMessage *out = NULL;
+
+	if (streq(kind, "machines")) {
+		Sistemo__V1__ListMachinesRequest req = SISTEMO__V1__LIST_MACHINES_REQUEST__INIT;
+		STUB(c, sistemo__v1__machines__list, SVC_MACHINES, Sistemo__V1__ListMachinesReply,
+		     &req, (Sistemo__V1__ListMachinesReply **)&out);
+	} else if (streq(kind, "networks")) {
+		Sistemo__V1__ListNetworksRequest req = SISTEMO__V1__LIST_NETWORKS_REQUEST__INIT;
+		STUB(c, sistemo__v1__networks__list, SVC_NETWORKS, Sistemo__V1__ListNetworksReply,
+		     &req, (Sistemo__V1__ListNetworksReply **)&out);
+	} else if (streq(kind, "volumes")) {
+		Sistemo__V1__ListVolumesRequest req = SISTEMO__V1__LIST_VOLUMES_REQUEST__INIT;
+		STUB(c, sistemo__v1__volumes__list, SVC_VOLUMES, Sistemo__V1__ListVolumesReply,
+		     &req, (Sistemo__V1__ListVolumesReply **)&out);
+	} else if (streq(kind, "images")) {
+		Sistemo__V1__ListImagesRequest req = SISTEMO__V1__LIST_IMAGES_REQUEST__INIT;
+		STUB(c, sistemo__v1__images__list, SVC_IMAGES, Sistemo__V1__ListImagesReply, &req,
+		     (Sistemo__V1__ListImagesReply **)&out);
+	}
+	return out;
 }
 
 int
@@ -246,20 +281,11 @@ run_complete_hidden(struct cli *cli, const struct cmd_args *a)
 {
 	struct err err = {0};
 	struct rpc_client *c = cli_client(cli, &err);
-	ProtobufCMessage *out = NULL;
+	ProtobufCMessage *out;
 
 	if (!c)
 		return 0; /* completion stays quiet */
-	if (streq(a->pos[0], "machines")) {
-		Sistemo__V1__ListMachinesRequest req = SISTEMO__V1__LIST_MACHINES_REQUEST__INIT;
-		STUB(c, sistemo__v1__machines__list, SVC_MACHINES, Sistemo__V1__ListMachinesReply,
-		     &req, (Sistemo__V1__ListMachinesReply **)&out);
-	} else if (streq(a->pos[0], "networks")) {
-		Sistemo__V1__ListNetworksRequest req = SISTEMO__V1__LIST_NETWORKS_REQUEST__INIT;
-		STUB(c, sistemo__v1__networks__list, SVC_NETWORKS, Sistemo__V1__ListNetworksReply,
-		     &req, (Sistemo__V1__ListNetworksReply **)&out);
-	}
-	if (out)
+	if ((out = list_kind(c, a->pos[0])))
 		print_names(out);
 	cmd_free(out);
 	return 0;
@@ -338,6 +364,7 @@ static const struct flag kernel_build_flags[] = {
 
 const struct cmd kernel_cmds[] = {
 	{.name = "build",
+	 .examples = "  sistemo kernel build\n  sistemo kernel build --force\n",
 	 .summary = "Build a guest kernel with virtio-mmio, ext4 and IP_PNP "
 		    "built in (about 15 min on 2 cores)",
 	 .flags = kernel_build_flags,

@@ -30,14 +30,6 @@ static const struct {
 	{"output", "text json"},
 };
 
-/* The parser's global flags, which cli.c keeps out of the table: used when the root has none. */
-static const struct flag default_globals[] = {
-	{"data-dir", 0, FLAG_STRING, "DIR", "data directory of the daemon to talk to", NULL},
-	{"output", 'o', FLAG_STRING, "FORMAT", "output format: text or json", "text"},
-	{"help", 'h', FLAG_BOOL, NULL, "show help for the command", NULL},
-	{0},
-};
-
 /* Global flags passed on to `__complete`: they change where the names come from. */
 static const char *const forwarded_flags[] = {"data-dir"};
 
@@ -823,7 +815,7 @@ completion_write(const struct cmd *root, const char *shell, FILE *out, struct er
 		return err_set(err, ERR_INVALID, NULL, EINVAL,
 			       "unknown shell '%s': use bash, zsh or fish", shell ? shell : "");
 	if (!g.globals)
-		g.globals = default_globals;
+		g.globals = cli_global_flags;
 	if (walk_root(&g, node_check) < 0)
 		return -EINVAL;
 	writers[sh](&g);
