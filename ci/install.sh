@@ -10,11 +10,12 @@ build=(build-essential cmake pkg-config clang-format clang-tidy
 	libnl-3-dev libnl-route-3-dev libnftnl-dev libmnl-dev libssh2-1-dev
 	libmbedtls-dev libcrypt-dev libyaml-dev libcmocka-dev)
 runtime=(nftables iproute2 e2fsprogs openssh-client sqlite3 procps util-linux)
+test=(jq zsh fish)
 guest=(qemu-system-x86 busybox-static dropbear-bin debootstrap kmod cpio)
 web=(chromium chromium-driver)
 
 missing=()
-for p in "${build[@]}" "${runtime[@]}" "${guest[@]}" "${web[@]}"; do
+for p in "${build[@]}" "${runtime[@]}" "${test[@]}" "${guest[@]}" "${web[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
