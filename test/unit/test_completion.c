@@ -376,7 +376,8 @@ test_default_globals(void **state)
 	(void)state;
 	assert_int_equal(completion_write(&bare_root, "bash", mem, &err), 0);
 	fclose(mem);
-	assert_non_null(strstr(text, "_sistemo_flags='--data-dir --output -o --help -h --version -v'"));
+	assert_non_null(
+		strstr(text, "_sistemo_flags='--data-dir --output -o --help -h --version -v'"));
 	assert_non_null(strstr(text, "--output|-o) _sistemo_vals='text json' ;;"));
 	assert_non_null(strstr(text, "--data-dir) return 0 ;;"));
 	free(text);
