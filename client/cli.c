@@ -338,6 +338,8 @@ cli_main(int argc, char **argv)
 	} else if (a.help || !a.cmd->run) {
 		cli_help(a.cmd, a.path, stdout);
 		status = 0;
+	} else if (!a.cmd->local && !cli_client(&cli, &err)) {
+		status = cli_fail(&cli, &err);
 	} else {
 		status = a.cmd->run(&cli, &a);
 	}

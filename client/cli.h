@@ -52,6 +52,7 @@ struct cmd {
 	const struct flag *flags;   /* NULL or terminated by {0} */
 	unsigned min_args, max_args;
 	bool raw_args; /* after the first positional, everything is positional */
+	bool local;    /* runs without the daemon (or connects on its own) */
 	bool hidden;
 	int (*run)(struct cli *cli, const struct cmd_args *a);
 	const struct cmd *subs; /* NULL or terminated by {0} */
@@ -90,7 +91,8 @@ const char *cli_flag(const struct cmd_args *a, const char *name);
 bool cli_flag_set(const struct cmd_args *a, const char *name);
 size_t cli_flag_list(const struct cmd_args *a, const char *name, const char *const **ret);
 
-/* Connects to the daemon on first use; NULL (with err set) when it cannot be reached. */
+/* Connects to the daemon on first use; NULL (with err set) when it cannot be reached. The CLI
+ * connects before running any command not marked `local`, so those find cli->client set. */
 struct rpc_client *cli_client(struct cli *cli, struct err *err);
 
 /* Prints the error to stderr ("sistemo: message") and returns its exit status. */

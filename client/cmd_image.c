@@ -35,13 +35,10 @@ list_text(struct cli *cli, const ProtobufCMessage *m)
 static int
 run_list(struct cli *cli, const struct cmd_args *a)
 {
-	struct err err = {0};
-	struct rpc_client *c = cli_client(cli, &err);
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__ListImagesRequest req = SISTEMO__V1__LIST_IMAGES_REQUEST__INIT;
 	Sistemo__V1__ListImagesReply *r = NULL;
 
-	if (!c)
-		return cli_fail(cli, &err);
 	req.registry = cli_flag_set(a, "registry");
 	STUB(c, sistemo__v1__images__list, SVC_IMAGES, Sistemo__V1__ListImagesReply, &req, &r);
 	return cmd_finish(cli, c, r, list_text);
@@ -50,13 +47,10 @@ run_list(struct cli *cli, const struct cmd_args *a)
 static int
 run_show(struct cli *cli, const struct cmd_args *a)
 {
-	struct err err = {0};
-	struct rpc_client *c = cli_client(cli, &err);
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__ImageRef req = SISTEMO__V1__IMAGE_REF__INIT;
 	Sistemo__V1__Image *r = NULL;
 
-	if (!c)
-		return cli_fail(cli, &err);
 	req.image = a->pos[0];
 	STUB(c, sistemo__v1__images__get, SVC_IMAGES, Sistemo__V1__Image, &req, &r);
 	return cmd_finish(cli, c, r, NULL);
@@ -65,16 +59,13 @@ run_show(struct cli *cli, const struct cmd_args *a)
 static int
 run_delete(struct cli *cli, const struct cmd_args *a)
 {
-	struct err err = {0};
-	struct rpc_client *c;
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__ImageRef req = SISTEMO__V1__IMAGE_REF__INIT;
 	Sistemo__V1__Image *r = NULL;
 
 	req.image = a->pos[0];
 	if (!cmd_confirm(cli, cli_flag_set(a, "yes"), "delete image '%s'?", req.image))
 		return 6;
-	if (!(c = cli_client(cli, &err)))
-		return cli_fail(cli, &err);
 	STUB(c, sistemo__v1__images__delete, SVC_IMAGES, Sistemo__V1__Image, &req, &r);
 	return cmd_finish(cli, c, r, NULL);
 }
@@ -82,13 +73,10 @@ run_delete(struct cli *cli, const struct cmd_args *a)
 static int
 run_pull(struct cli *cli, const struct cmd_args *a)
 {
-	struct err err = {0};
-	struct rpc_client *c = cli_client(cli, &err);
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__PullImageRequest req = SISTEMO__V1__PULL_IMAGE_REQUEST__INIT;
 	Sistemo__V1__Operation *op = NULL;
 
-	if (!c)
-		return cli_fail(cli, &err);
 	req.image = a->pos[0];
 	STUB(c, sistemo__v1__images__pull, SVC_IMAGES, Sistemo__V1__Operation, &req, &op);
 	return cmd_finish(cli, c, op, NULL);
@@ -97,13 +85,10 @@ run_pull(struct cli *cli, const struct cmd_args *a)
 static int
 run_import(struct cli *cli, const struct cmd_args *a)
 {
-	struct err err = {0};
-	struct rpc_client *c = cli_client(cli, &err);
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__ImportImageRequest req = SISTEMO__V1__IMPORT_IMAGE_REQUEST__INIT;
 	Sistemo__V1__Operation *op = NULL;
 
-	if (!c)
-		return cli_fail(cli, &err);
 	req.path = a->pos[0];
 	req.name = (char *)(cli_flag(a, "name") ?: "");
 	STUB(c, sistemo__v1__images__import, SVC_IMAGES, Sistemo__V1__Operation, &req, &op);
@@ -152,11 +137,11 @@ static int
 run_build(struct cli *cli, const struct cmd_args *a)
 {
 	struct err err = {0};
-	struct rpc_client *c;
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__BuildImageRequest req = SISTEMO__V1__BUILD_IMAGE_REQUEST__INIT;
 	Sistemo__V1__Operation *op = NULL;
 
-	if (build_request(a, &req, &err) < 0 || !(c = cli_client(cli, &err)))
+	if (build_request(a, &req, &err) < 0)
 		return cli_fail(cli, &err);
 	STUB(c, sistemo__v1__images__build, SVC_IMAGES, Sistemo__V1__Operation, &req, &op);
 	return cmd_finish(cli, c, op, NULL);

@@ -49,13 +49,10 @@ list_text(struct cli *cli, const ProtobufCMessage *m)
 static int
 run_list(struct cli *cli, const struct cmd_args *a)
 {
-	struct err err = {0};
-	struct rpc_client *c = cli_client(cli, &err);
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__ListMachinesRequest req = SISTEMO__V1__LIST_MACHINES_REQUEST__INIT;
 	Sistemo__V1__ListMachinesReply *r = NULL;
 
-	if (!c)
-		return cli_fail(cli, &err);
 	req.network = (char *)(cli_flag(a, "network") ?: "");
 	STUB(c, sistemo__v1__machines__list, SVC_MACHINES, Sistemo__V1__ListMachinesReply, &req,
 	     &r);
@@ -108,13 +105,10 @@ status_text(struct cli *cli, const ProtobufCMessage *m)
 static int
 run_status(struct cli *cli, const struct cmd_args *a)
 {
-	struct err err = {0};
-	struct rpc_client *c = cli_client(cli, &err);
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__MachineRef req = SISTEMO__V1__MACHINE_REF__INIT;
 	Sistemo__V1__Machine *r = NULL;
 
-	if (!c)
-		return cli_fail(cli, &err);
 	req.machine = MACHINE_ARG(a);
 	STUB(c, sistemo__v1__machines__get, SVC_MACHINES, Sistemo__V1__Machine, &req, &r);
 	return cmd_finish(cli, c, r, status_text);
@@ -202,7 +196,7 @@ static int
 run_deploy(struct cli *cli, const struct cmd_args *a)
 {
 	struct err err = {0};
-	struct rpc_client *c;
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__DeployRequest req = SISTEMO__V1__DEPLOY_REQUEST__INIT;
 	Sistemo__V1__MachinePolicy policy = SISTEMO__V1__MACHINE_POLICY__INIT;
 	Sistemo__V1__Operation *op = NULL;
@@ -222,7 +216,7 @@ run_deploy(struct cli *cli, const struct cmd_args *a)
 		       cli_fail(cli, &err);
 	if (parse_sizes(a, &req, &err) < 0 ||
 	    parse_ports(cli, a, "expose", &req.ports, &req.n_ports, &err) < 0 ||
-	    parse_policy(a, &policy, &err) < 0 || !(c = cli_client(cli, &err)))
+	    parse_policy(a, &policy, &err) < 0)
 		return cli_fail(cli, &err);
 	STUB(c, sistemo__v1__machines__deploy, SVC_MACHINES, Sistemo__V1__Operation, &req, &op);
 	return cmd_finish(cli, c, op, NULL);
@@ -232,13 +226,10 @@ run_deploy(struct cli *cli, const struct cmd_args *a)
 static int
 run_start(struct cli *cli, const struct cmd_args *a)
 {
-	struct err err = {0};
-	struct rpc_client *c = cli_client(cli, &err);
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__MachineRef req = SISTEMO__V1__MACHINE_REF__INIT;
 	Sistemo__V1__Operation *op = NULL;
 
-	if (!c)
-		return cli_fail(cli, &err);
 	req.machine = MACHINE_ARG(a);
 	STUB(c, sistemo__v1__machines__start, SVC_MACHINES, Sistemo__V1__Operation, &req, &op);
 	return cmd_finish(cli, c, op, NULL);
@@ -262,11 +253,11 @@ static int
 run_stop(struct cli *cli, const struct cmd_args *a)
 {
 	struct err err = {0};
-	struct rpc_client *c;
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__StopRequest req = SISTEMO__V1__STOP_REQUEST__INIT;
 	Sistemo__V1__Machine *r = NULL;
 
-	if (stop_request(a, &req, &err) < 0 || !(c = cli_client(cli, &err)))
+	if (stop_request(a, &req, &err) < 0)
 		return cli_fail(cli, &err);
 	STUB(c, sistemo__v1__machines__stop, SVC_MACHINES, Sistemo__V1__Machine, &req, &r);
 	return cmd_finish(cli, c, r, status_text);
@@ -276,11 +267,11 @@ static int
 run_restart(struct cli *cli, const struct cmd_args *a)
 {
 	struct err err = {0};
-	struct rpc_client *c;
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__StopRequest req = SISTEMO__V1__STOP_REQUEST__INIT;
 	Sistemo__V1__Operation *op = NULL;
 
-	if (stop_request(a, &req, &err) < 0 || !(c = cli_client(cli, &err)))
+	if (stop_request(a, &req, &err) < 0)
 		return cli_fail(cli, &err);
 	STUB(c, sistemo__v1__machines__restart, SVC_MACHINES, Sistemo__V1__Operation, &req, &op);
 	return cmd_finish(cli, c, op, NULL);
@@ -289,8 +280,7 @@ run_restart(struct cli *cli, const struct cmd_args *a)
 static int
 run_delete(struct cli *cli, const struct cmd_args *a)
 {
-	struct err err = {0};
-	struct rpc_client *c;
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__DeleteMachineRequest req = SISTEMO__V1__DELETE_MACHINE_REQUEST__INIT;
 	Sistemo__V1__DeleteMachineReply *r = NULL;
 
@@ -299,8 +289,6 @@ run_delete(struct cli *cli, const struct cmd_args *a)
 	if (!cmd_confirm(cli, cli_flag_set(a, "yes"), "delete machine '%s'%s?", req.machine,
 			 req.preserve_storage ? " (keeping its data volumes)" : " and its disk"))
 		return 6;
-	if (!(c = cli_client(cli, &err)))
-		return cli_fail(cli, &err);
 	STUB(c, sistemo__v1__machines__delete, SVC_MACHINES, Sistemo__V1__DeleteMachineReply, &req,
 	     &r);
 	return cmd_finish(cli, c, r, NULL);
@@ -309,13 +297,10 @@ run_delete(struct cli *cli, const struct cmd_args *a)
 static int
 run_logs(struct cli *cli, const struct cmd_args *a)
 {
-	struct err err = {0};
-	struct rpc_client *c = cli_client(cli, &err);
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__LogsRequest req = SISTEMO__V1__LOGS_REQUEST__INIT;
 	Sistemo__V1__LogsReply *r = NULL;
 
-	if (!c)
-		return cli_fail(cli, &err);
 	req.machine = MACHINE_ARG(a);
 	req.tail_bytes = 1 << 20;
 	req.wait_ms = cli_flag_set(a, "follow") ? 10000 : 0;
@@ -332,7 +317,7 @@ static int
 run_exec(struct cli *cli, const struct cmd_args *a)
 {
 	struct err err = {0};
-	struct rpc_client *c;
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__ExecRequest req = SISTEMO__V1__EXEC_REQUEST__INIT;
 	Sistemo__V1__ExecStarted *r = NULL;
 	unsigned timeout = 120;
@@ -344,8 +329,6 @@ run_exec(struct cli *cli, const struct cmd_args *a)
 	    units_parse_uint("timeout", cli_flag(a, "timeout"), 1, 86400, &timeout, &err) < 0)
 		return cli_fail(cli, &err);
 	req.timeout_sec = timeout;
-	if (!(c = cli_client(cli, &err)))
-		return cli_fail(cli, &err);
 	STUB(c, sistemo__v1__machines__exec, SVC_MACHINES, Sistemo__V1__ExecStarted, &req, &r);
 	return cmd_finish(cli, c, r, NULL);
 }
@@ -353,13 +336,10 @@ run_exec(struct cli *cli, const struct cmd_args *a)
 static int
 run_ssh(struct cli *cli, const struct cmd_args *a)
 {
-	struct err err = {0};
-	struct rpc_client *c = cli_client(cli, &err);
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__ExecRequest req = SISTEMO__V1__EXEC_REQUEST__INIT;
 	Sistemo__V1__ExecStarted *r = NULL;
 
-	if (!c)
-		return cli_fail(cli, &err);
 	req.machine = MACHINE_ARG(a);
 	req.tty = true;
 	req.term = getenv("TERM") ?: "xterm-256color";
@@ -370,13 +350,10 @@ run_ssh(struct cli *cli, const struct cmd_args *a)
 static int
 run_terminal(struct cli *cli, const struct cmd_args *a)
 {
-	struct err err = {0};
-	struct rpc_client *c = cli_client(cli, &err);
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__TerminalRequest req = SISTEMO__V1__TERMINAL_REQUEST__INIT;
 	Sistemo__V1__TerminalReply *r = NULL;
 
-	if (!c)
-		return cli_fail(cli, &err);
 	req.machine = MACHINE_ARG(a);
 	STUB(c, sistemo__v1__machines__terminal, SVC_MACHINES, Sistemo__V1__TerminalReply, &req,
 	     &r);
@@ -387,7 +364,7 @@ static int
 run_expose(struct cli *cli, const struct cmd_args *a)
 {
 	struct err err = {0};
-	struct rpc_client *c;
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__ExposeRequest req = SISTEMO__V1__EXPOSE_REQUEST__INIT;
 	Sistemo__V1__Machine *r = NULL;
 	Sistemo__V1__PortRule **ports = NULL;
@@ -401,8 +378,6 @@ run_expose(struct cli *cli, const struct cmd_args *a)
 			       "expose needs exactly one --port SPEC (e.g. --port 8080:80)"),
 		       cli_fail(cli, &err);
 	req.port = ports[0];
-	if (!(c = cli_client(cli, &err)))
-		return cli_fail(cli, &err);
 	STUB(c, sistemo__v1__machines__expose, SVC_MACHINES, Sistemo__V1__Machine, &req, &r);
 	return cmd_finish(cli, c, r, status_text);
 }
@@ -411,7 +386,7 @@ static int
 run_unexpose(struct cli *cli, const struct cmd_args *a)
 {
 	struct err err = {0};
-	struct rpc_client *c;
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__UnexposeRequest req = SISTEMO__V1__UNEXPOSE_REQUEST__INIT;
 	Sistemo__V1__Machine *r = NULL;
 	bool udp = false;
@@ -425,8 +400,6 @@ run_unexpose(struct cli *cli, const struct cmd_args *a)
 		return cli_fail(cli, &err);
 	req.protocol =
 		udp ? SISTEMO__V1__PROTOCOL__PROTOCOL_UDP : SISTEMO__V1__PROTOCOL__PROTOCOL_TCP;
-	if (!(c = cli_client(cli, &err)))
-		return cli_fail(cli, &err);
 	STUB(c, sistemo__v1__machines__unexpose, SVC_MACHINES, Sistemo__V1__Machine, &req, &r);
 	return cmd_finish(cli, c, r, status_text);
 }
@@ -435,14 +408,14 @@ static int
 run_policy(struct cli *cli, const struct cmd_args *a)
 {
 	struct err err = {0};
-	struct rpc_client *c;
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__SetPolicyRequest req = SISTEMO__V1__SET_POLICY_REQUEST__INIT;
 	Sistemo__V1__MachinePolicy policy = SISTEMO__V1__MACHINE_POLICY__INIT;
 	Sistemo__V1__Machine *r = NULL;
 
 	req.machine = MACHINE_ARG(a);
 	req.policy = &policy;
-	if (parse_policy(a, &policy, &err) < 0 || !(c = cli_client(cli, &err)))
+	if (parse_policy(a, &policy, &err) < 0)
 		return cli_fail(cli, &err);
 	STUB(c, sistemo__v1__machines__set_policy, SVC_MACHINES, Sistemo__V1__Machine, &req, &r);
 	return cmd_finish(cli, c, r, status_text);
@@ -451,13 +424,10 @@ run_policy(struct cli *cli, const struct cmd_args *a)
 static int
 run_volume_attach(struct cli *cli, const struct cmd_args *a, bool attach)
 {
-	struct err err = {0};
-	struct rpc_client *c = cli_client(cli, &err);
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__VolumeAttachRequest req = SISTEMO__V1__VOLUME_ATTACH_REQUEST__INIT;
 	Sistemo__V1__Machine *r = NULL;
 
-	if (!c)
-		return cli_fail(cli, &err);
 	req.machine = MACHINE_ARG(a);
 	req.volume = a->pos[1];
 	if (attach)

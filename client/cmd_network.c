@@ -38,14 +38,11 @@ list_text(struct cli *cli, const ProtobufCMessage *m)
 static int
 run_list(struct cli *cli, const struct cmd_args *a)
 {
-	struct err err = {0};
-	struct rpc_client *c = cli_client(cli, &err);
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__ListNetworksRequest req = SISTEMO__V1__LIST_NETWORKS_REQUEST__INIT;
 	Sistemo__V1__ListNetworksReply *r = NULL;
 
 	(void)a;
-	if (!c)
-		return cli_fail(cli, &err);
 	STUB(c, sistemo__v1__networks__list, SVC_NETWORKS, Sistemo__V1__ListNetworksReply, &req,
 	     &r);
 	return cmd_finish(cli, c, r, list_text);
@@ -79,13 +76,10 @@ inspect_text(struct cli *cli, const ProtobufCMessage *m)
 static int
 run_inspect(struct cli *cli, const struct cmd_args *a)
 {
-	struct err err = {0};
-	struct rpc_client *c = cli_client(cli, &err);
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__NetworkRef req = SISTEMO__V1__NETWORK_REF__INIT;
 	Sistemo__V1__NetworkDetail *r = NULL;
 
-	if (!c)
-		return cli_fail(cli, &err);
 	req.name = a->pos[0];
 	STUB(c, sistemo__v1__networks__inspect, SVC_NETWORKS, Sistemo__V1__NetworkDetail, &req, &r);
 	return cmd_finish(cli, c, r, inspect_text);
@@ -109,13 +103,13 @@ static int
 run_create(struct cli *cli, const struct cmd_args *a)
 {
 	struct err err = {0};
-	struct rpc_client *c;
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__CreateNetworkRequest req = SISTEMO__V1__CREATE_NETWORK_REQUEST__INIT;
 	Sistemo__V1__Network *r = NULL;
 
 	req.name = a->pos[0];
 	req.subnet = (char *)(cli_flag(a, "subnet") ?: "");
-	if (parse_mode(cli_flag(a, "mode"), &req.mode, &err) < 0 || !(c = cli_client(cli, &err)))
+	if (parse_mode(cli_flag(a, "mode"), &req.mode, &err) < 0)
 		return cli_fail(cli, &err);
 	STUB(c, sistemo__v1__networks__create, SVC_NETWORKS, Sistemo__V1__Network, &req, &r);
 	return cmd_finish(cli, c, r, NULL);
@@ -124,13 +118,10 @@ run_create(struct cli *cli, const struct cmd_args *a)
 static int
 run_delete(struct cli *cli, const struct cmd_args *a)
 {
-	struct err err = {0};
-	struct rpc_client *c = cli_client(cli, &err);
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__NetworkRef req = SISTEMO__V1__NETWORK_REF__INIT;
 	Sistemo__V1__Network *r = NULL;
 
-	if (!c)
-		return cli_fail(cli, &err);
 	req.name = a->pos[0];
 	STUB(c, sistemo__v1__networks__delete, SVC_NETWORKS, Sistemo__V1__Network, &req, &r);
 	return cmd_finish(cli, c, r, NULL);
@@ -139,13 +130,10 @@ run_delete(struct cli *cli, const struct cmd_args *a)
 static int
 run_rules(struct cli *cli, const struct cmd_args *a)
 {
-	struct err err = {0};
-	struct rpc_client *c = cli_client(cli, &err);
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__RulesRequest req = SISTEMO__V1__RULES_REQUEST__INIT;
 	Sistemo__V1__RulesReply *r = NULL;
 
-	if (!c)
-		return cli_fail(cli, &err);
 	req.network = (char *)(a->n_pos ? a->pos[0] : "");
 	STUB(c, sistemo__v1__networks__rules, SVC_NETWORKS, Sistemo__V1__RulesReply, &req, &r);
 	if (r && cli->output == OUTPUT_TEXT) {
@@ -159,13 +147,10 @@ run_rules(struct cli *cli, const struct cmd_args *a)
 static int
 run_ports(struct cli *cli, const struct cmd_args *a)
 {
-	struct err err = {0};
-	struct rpc_client *c = cli_client(cli, &err);
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__PortsRequest req = SISTEMO__V1__PORTS_REQUEST__INIT;
 	Sistemo__V1__PortsReply *r = NULL;
 
-	if (!c)
-		return cli_fail(cli, &err);
 	req.network = (char *)(a->n_pos ? a->pos[0] : "");
 	STUB(c, sistemo__v1__networks__ports, SVC_NETWORKS, Sistemo__V1__PortsReply, &req, &r);
 	return cmd_finish(cli, c, r, NULL);
@@ -175,7 +160,7 @@ static int
 run_ping(struct cli *cli, const struct cmd_args *a)
 {
 	struct err err = {0};
-	struct rpc_client *c;
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__PingRequest req = SISTEMO__V1__PING_REQUEST__INIT;
 	Sistemo__V1__PingReply *r = NULL;
 	unsigned count = 3;
@@ -186,8 +171,6 @@ run_ping(struct cli *cli, const struct cmd_args *a)
 	    units_parse_uint("count", cli_flag(a, "count"), 1, 20, &count, &err) < 0)
 		return cli_fail(cli, &err);
 	req.count = count;
-	if (!(c = cli_client(cli, &err)))
-		return cli_fail(cli, &err);
 	STUB(c, sistemo__v1__networks__ping, SVC_NETWORKS, Sistemo__V1__PingReply, &req, &r);
 	return cmd_finish(cli, c, r, NULL);
 }

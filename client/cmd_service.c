@@ -73,19 +73,23 @@ static const struct flag logs_flags[] = {
 
 const struct cmd service_cmds[] = {
 	{.name = "install",
+	 .local = true,
 	 .examples = "  sistemo service install\n  sistemo service install --no-start\n",
 	 .flags = install_flags,
 	 .summary = "Write /etc/systemd/system/sistemo.service, enable and start it",
 	 .run = run_service_install},
 	{.name = "uninstall",
+	 .local = true,
 	 .examples = "  sistemo service uninstall\n",
 	 .summary = "Stop, disable and remove the unit",
 	 .run = run_service_uninstall},
 	{.name = "status",
+	 .local = true,
 	 .examples = "  sistemo service status\n",
 	 .summary = "systemctl status sistemo",
 	 .run = run_service_status},
 	{.name = "logs",
+	 .local = true,
 	 .examples = "  sistemo service logs\n  sistemo service logs --no-follow\n",
 	 .flags = logs_flags,
 	 .summary = "Follow the daemon's journal",
@@ -96,14 +100,11 @@ const struct cmd service_cmds[] = {
 static int
 run_reset_password(struct cli *cli, const struct cmd_args *a)
 {
-	struct err err = {0};
-	struct rpc_client *c = cli_client(cli, &err);
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__ResetPasswordRequest req = SISTEMO__V1__RESET_PASSWORD_REQUEST__INIT;
 	Sistemo__V1__Empty *r = NULL;
 	char *pw = NULL;
 
-	if (!c)
-		return cli_fail(cli, &err);
 	if (isatty(0))
 		pw = getpass("New password (8-72 characters): ");
 	req.username = (char *)(cli_flag(a, "username") ?: "admin");

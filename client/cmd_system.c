@@ -86,15 +86,12 @@ doctor_text(struct cli *cli, const ProtobufCMessage *m)
 int
 run_doctor(struct cli *cli, const struct cmd_args *a)
 {
-	struct err err = {0};
-	struct rpc_client *c = cli_client(cli, &err);
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__Empty req = SISTEMO__V1__EMPTY__INIT;
 	Sistemo__V1__DoctorReply *r = NULL;
 	int failed = 0;
 
 	(void)a;
-	if (!c)
-		return cli_fail(cli, &err);
 	STUB(c, sistemo__v1__system__doctor, SVC_SYSTEM, Sistemo__V1__DoctorReply, &req, &r);
 	if (!r)
 		return cli_fail(cli, rpc_client_error(c));
@@ -180,7 +177,7 @@ int
 run_history(struct cli *cli, const struct cmd_args *a)
 {
 	struct err err = {0};
-	struct rpc_client *c;
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__HistoryRequest req = SISTEMO__V1__HISTORY_REQUEST__INIT;
 	Sistemo__V1__HistoryReply *r = NULL;
 	unsigned limit = 20;
@@ -191,8 +188,6 @@ run_history(struct cli *cli, const struct cmd_args *a)
 	req.limit = limit;
 	req.action = (char *)(cli_flag(a, "action") ?: "");
 	req.target = (char *)(cli_flag(a, "target") ?: "");
-	if (!(c = cli_client(cli, &err)))
-		return cli_fail(cli, &err);
 	STUB(c, sistemo__v1__system__history, SVC_SYSTEM, Sistemo__V1__HistoryReply, &req, &r);
 	return cmd_finish(cli, c, r, history_text);
 }
@@ -210,14 +205,11 @@ run_completion(struct cli *cli, const struct cmd_args *a)
 int
 run_ssh_key(struct cli *cli, const struct cmd_args *a)
 {
-	struct err err = {0};
-	struct rpc_client *c = cli_client(cli, &err);
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__Empty req = SISTEMO__V1__EMPTY__INIT;
 	Sistemo__V1__SshKeyReply *r = NULL;
 
 	(void)a;
-	if (!c)
-		return cli_fail(cli, &err);
 	STUB(c, sistemo__v1__system__ssh_key, SVC_SYSTEM, Sistemo__V1__SshKeyReply, &req, &r);
 	if (r && cli->output == OUTPUT_TEXT) {
 		printf("%s\n", r->public_key);
@@ -322,14 +314,11 @@ info_text(struct cli *cli, const ProtobufCMessage *m)
 static int
 run_system_info(struct cli *cli, const struct cmd_args *a)
 {
-	struct err err = {0};
-	struct rpc_client *c = cli_client(cli, &err);
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__Empty req = SISTEMO__V1__EMPTY__INIT;
 	Sistemo__V1__SystemInfo *r = NULL;
 
 	(void)a;
-	if (!c)
-		return cli_fail(cli, &err);
 	STUB(c, sistemo__v1__system__info, SVC_SYSTEM, Sistemo__V1__SystemInfo, &req, &r);
 	return cmd_finish(cli, c, r, info_text);
 }
@@ -345,13 +334,10 @@ const struct cmd system_cmds[] = {
 static int
 run_kernel_build(struct cli *cli, const struct cmd_args *a)
 {
-	struct err err = {0};
-	struct rpc_client *c = cli_client(cli, &err);
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__KernelBuildRequest req = SISTEMO__V1__KERNEL_BUILD_REQUEST__INIT;
 	Sistemo__V1__Operation *op = NULL;
 
-	if (!c)
-		return cli_fail(cli, &err);
 	req.force = cli_flag_set(a, "force");
 	STUB(c, sistemo__v1__images__build_kernel, SVC_IMAGES, Sistemo__V1__Operation, &req, &op);
 	return cmd_finish(cli, c, op, NULL);

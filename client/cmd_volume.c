@@ -55,7 +55,7 @@ static int
 run_create(struct cli *cli, const struct cmd_args *a)
 {
 	struct err err = {0};
-	struct rpc_client *c;
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__CreateVolumeRequest req = SISTEMO__V1__CREATE_VOLUME_REQUEST__INIT;
 	Sistemo__V1__Volume *r = NULL;
 	const char *size = a->n_pos ? a->pos[0] : cli_flag(a, "size");
@@ -65,8 +65,7 @@ run_create(struct cli *cli, const struct cmd_args *a)
 		return err_set(&err, ERR_INVALID, "size", EINVAL,
 			       "volume create needs a size (e.g. 10G)"),
 		       cli_fail(cli, &err);
-	if (units_parse_size_mb("size", size, &req.size_mb, &err) < 0 ||
-	    !(c = cli_client(cli, &err)))
+	if (units_parse_size_mb("size", size, &req.size_mb, &err) < 0)
 		return cli_fail(cli, &err);
 	STUB(c, sistemo__v1__volumes__create, SVC_VOLUMES, Sistemo__V1__Volume, &req, &r);
 	return cmd_finish(cli, c, r, volume_text);
@@ -75,14 +74,11 @@ run_create(struct cli *cli, const struct cmd_args *a)
 static int
 run_list(struct cli *cli, const struct cmd_args *a)
 {
-	struct err err = {0};
-	struct rpc_client *c = cli_client(cli, &err);
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__ListVolumesRequest req = SISTEMO__V1__LIST_VOLUMES_REQUEST__INIT;
 	Sistemo__V1__ListVolumesReply *r = NULL;
 
 	(void)a;
-	if (!c)
-		return cli_fail(cli, &err);
 	STUB(c, sistemo__v1__volumes__list, SVC_VOLUMES, Sistemo__V1__ListVolumesReply, &req, &r);
 	return cmd_finish(cli, c, r, list_text);
 }
@@ -91,8 +87,7 @@ run_list(struct cli *cli, const struct cmd_args *a)
 static int
 run_ref(struct cli *cli, const struct cmd_args *a, bool del)
 {
-	struct err err = {0};
-	struct rpc_client *c;
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__VolumeRef req = SISTEMO__V1__VOLUME_REF__INIT;
 	Sistemo__V1__Volume *r = NULL;
 
@@ -100,8 +95,6 @@ run_ref(struct cli *cli, const struct cmd_args *a, bool del)
 	if (del && !cmd_confirm(cli, cli_flag_set(a, "yes"), "delete volume '%s' and its data?",
 				req.volume))
 		return 6;
-	if (!(c = cli_client(cli, &err)))
-		return cli_fail(cli, &err);
 	if (del)
 		STUB(c, sistemo__v1__volumes__delete, SVC_VOLUMES, Sistemo__V1__Volume, &req, &r);
 	else
@@ -125,7 +118,7 @@ static int
 run_resize(struct cli *cli, const struct cmd_args *a)
 {
 	struct err err = {0};
-	struct rpc_client *c;
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__ResizeVolumeRequest req = SISTEMO__V1__RESIZE_VOLUME_REQUEST__INIT;
 	Sistemo__V1__Volume *r = NULL;
 	const char *size = a->n_pos > 1 ? a->pos[1] : cli_flag(a, "size");
@@ -135,8 +128,7 @@ run_resize(struct cli *cli, const struct cmd_args *a)
 		return err_set(&err, ERR_INVALID, "size", EINVAL,
 			       "volume resize needs the new size (e.g. --size 20G)"),
 		       cli_fail(cli, &err);
-	if (units_parse_size_mb("size", size, &req.size_mb, &err) < 0 ||
-	    !(c = cli_client(cli, &err)))
+	if (units_parse_size_mb("size", size, &req.size_mb, &err) < 0)
 		return cli_fail(cli, &err);
 	STUB(c, sistemo__v1__volumes__resize, SVC_VOLUMES, Sistemo__V1__Volume, &req, &r);
 	return cmd_finish(cli, c, r, volume_text);
@@ -145,13 +137,10 @@ run_resize(struct cli *cli, const struct cmd_args *a)
 static int
 run_attach_detach(struct cli *cli, const struct cmd_args *a, bool attach)
 {
-	struct err err = {0};
-	struct rpc_client *c = cli_client(cli, &err);
+	struct rpc_client *c = cli->client;
 	Sistemo__V1__AttachRequest req = SISTEMO__V1__ATTACH_REQUEST__INIT;
 	Sistemo__V1__Volume *r = NULL;
 
-	if (!c)
-		return cli_fail(cli, &err);
 	req.volume = a->pos[0];
 	req.machine = a->pos[1];
 	if (attach)
