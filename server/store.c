@@ -183,95 +183,101 @@ col_text(sqlite3_stmt *st, int i)
 	return t ? (const char *)t : "";
 }
 
+/* A value bound to ?N: text (NULL binds "") or an integer. */
+struct bind {
+	const char *text;
+	int64_t i;
+	bool is_int;
+};
+#define TEXT(v) ((struct bind){.text = (v)})
+#define INT(v) ((struct bind){.i = (v), .is_int = true})
+
 static void
-bind_text(sqlite3_stmt *st, int i, const char *v)
+bind_all(sqlite3_stmt *st, const struct bind *b, size_t n)
 {
-	sqlite3_bind_text(st, i, v ? v : "", -1, SQLITE_TRANSIENT);
+	for (size_t i = 0; i < n; i++)
+		if (b[i].is_int)
+			sqlite3_bind_int64(st, (int)i + 1, b[i].i);
+		else
+			sqlite3_bind_text(st, (int)i + 1, b[i].text ? b[i].text : "", -1,
+					  SQLITE_TRANSIENT);
+}
+
+/* Runs one statement under the lock, calling row(st, ud) for each result row until it returns
+ * non-zero (1 stops, negative fails). `what` names the work in errors. */
+static int
+query(struct store *s, const char *what, const char *sql, const struct bind *b, size_t n,
+      int (*row)(sqlite3_stmt *st, void *ud), void *ud, struct err *err)
+{
+	sqlite3_stmt *st;
+	int rc = SQLITE_DONE, r = 0;
+
+	pthread_mutex_lock(&s->lock);
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+		r = db_error(s, err, what);
+		goto out;
+	}
+	bind_all(st, b, n);
+	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		r = row ? row(st, ud) : 0;
+	if (r == 0 && rc != SQLITE_DONE)
+		r = db_error(s, err, what);
+	sqlite3_finalize(st);
+out:
+	pthread_mutex_unlock(&s->lock);
+	return r < 0 ? r : 0;
+}
+
+static int
+row_count(sqlite3_stmt *st, void *ud)
+{
+	*(unsigned *)ud = (unsigned)sqlite3_column_int64(st, 0);
+	return 1;
 }
 
 int
 store_audit_add(struct store *s, const struct audit_entry *e, struct err *err)
 {
-	static const char sql[] = "INSERT INTO audit (time_ms, actor, action, target_type, "
-				  "target_id, target_name, success, detail) "
-				  "VALUES (?,?,?,?,?,?,?,?)";
-	sqlite3_stmt *st;
-	int r = 0;
-
-	pthread_mutex_lock(&s->lock);
-	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
-		r = db_error(s, err, "audit");
-		goto out;
-	}
-	sqlite3_bind_int64(st, 1, e->time_ms ? e->time_ms : store_now_ms());
-	bind_text(st, 2, e->actor);
-	bind_text(st, 3, e->action);
-	bind_text(st, 4, e->target_type);
-	bind_text(st, 5, e->target_id);
-	bind_text(st, 6, e->target_name);
-	sqlite3_bind_int(st, 7, e->success);
-	bind_text(st, 8, e->detail);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		r = db_error(s, err, "audit");
-	sqlite3_finalize(st);
-out:
-	pthread_mutex_unlock(&s->lock);
-	return r;
+	const struct bind b[] = {
+		INT(e->time_ms ? e->time_ms : store_now_ms()),
+		TEXT(e->actor),
+		TEXT(e->action),
+		TEXT(e->target_type),
+		TEXT(e->target_id),
+		TEXT(e->target_name),
+		INT(e->success),
+		TEXT(e->detail),
+	};
+	return query(s, "audit",
+		     "INSERT INTO audit (time_ms, actor, action, target_type, target_id, "
+		     "target_name, success, detail) VALUES (?,?,?,?,?,?,?,?)",
+		     b, ARRAY_SIZE(b), NULL, NULL, err);
 }
 
 #define AUDIT_WHERE                                                                                \
 	" WHERE (?1 = '' OR action = ?1) AND (?2 = '' OR target_name = ?2 OR target_id = ?2)"
 
-static int
-audit_count(struct store *s, const struct audit_filter *f, unsigned *ret, struct err *err)
-{
-	sqlite3_stmt *st;
-
-	if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM audit" AUDIT_WHERE, -1, &st, NULL) !=
-	    SQLITE_OK)
-		return db_error(s, err, "audit");
-	bind_text(st, 1, f->action);
-	bind_text(st, 2, f->target);
-	int rc = sqlite3_step(st);
-	*ret = rc == SQLITE_ROW ? (unsigned)sqlite3_column_int64(st, 0) : 0;
-	sqlite3_finalize(st);
-	return rc == SQLITE_ROW ? 0 : db_error(s, err, "audit");
-}
+struct audit_cb {
+	int (*fn)(void *ud, const struct audit_entry *e);
+	void *ud;
+};
 
 static int
-audit_rows(struct store *s, const struct audit_filter *f,
-	   int (*fn)(void *ud, const struct audit_entry *e), void *ud, struct err *err)
+audit_row(sqlite3_stmt *st, void *ud)
 {
-	static const char sql[] = "SELECT id, time_ms, actor, action, target_type, target_id, "
-				  "target_name, success, detail FROM audit" AUDIT_WHERE
-				  " ORDER BY id DESC LIMIT ?3 OFFSET ?4";
-	sqlite3_stmt *st;
-	int rc, r = 0;
-
-	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
-		return db_error(s, err, "audit");
-	bind_text(st, 1, f->action);
-	bind_text(st, 2, f->target);
-	sqlite3_bind_int64(st, 3, f->limit);
-	sqlite3_bind_int64(st, 4, f->offset);
-	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct audit_entry e = {
-			.id = sqlite3_column_int64(st, 0),
-			.time_ms = sqlite3_column_int64(st, 1),
-			.actor = col_text(st, 2),
-			.action = col_text(st, 3),
-			.target_type = col_text(st, 4),
-			.target_id = col_text(st, 5),
-			.target_name = col_text(st, 6),
-			.success = sqlite3_column_int(st, 7) != 0,
-			.detail = col_text(st, 8),
-		};
-		r = fn(ud, &e);
-	}
-	if (r == 0 && rc != SQLITE_DONE)
-		r = db_error(s, err, "audit");
-	sqlite3_finalize(st);
-	return r;
+	struct audit_cb *cb = ud;
+	struct audit_entry e = {
+		.id = sqlite3_column_int64(st, 0),
+		.time_ms = sqlite3_column_int64(st, 1),
+		.actor = col_text(st, 2),
+		.action = col_text(st, 3),
+		.target_type = col_text(st, 4),
+		.target_id = col_text(st, 5),
+		.target_name = col_text(st, 6),
+		.success = sqlite3_column_int(st, 7) != 0,
+		.detail = col_text(st, 8),
+	};
+	return cb->fn(cb->ud, &e);
 }
 
 int
@@ -279,18 +285,32 @@ store_audit_list(struct store *s, const struct audit_filter *f,
 		 int (*fn)(void *ud, const struct audit_entry *e), void *ud, unsigned *ret_total,
 		 struct err *err)
 {
-	pthread_mutex_lock(&s->lock);
-	int r = audit_count(s, f, ret_total, err);
-	if (r >= 0)
-		r = audit_rows(s, f, fn, ud, err);
-	pthread_mutex_unlock(&s->lock);
-	return r;
+	const struct bind b[] = {TEXT(f->action), TEXT(f->target), INT(f->limit), INT(f->offset)};
+	struct audit_cb cb = {fn, ud};
+	int r;
+
+	*ret_total = 0;
+	r = query(s, "audit", "SELECT count(*) FROM audit" AUDIT_WHERE, b, 2, row_count, ret_total,
+		  err);
+	if (r < 0)
+		return r;
+	return query(s, "audit",
+		     "SELECT id, time_ms, actor, action, target_type, target_id, target_name, "
+		     "success, detail FROM audit" AUDIT_WHERE
+		     " ORDER BY id DESC LIMIT ?3 OFFSET ?4",
+		     b, ARRAY_SIZE(b), audit_row, &cb, err);
 }
 
-static void
-machine_from_row(sqlite3_stmt *st, struct machine_rec *m)
+struct machine_cb {
+	int (*fn)(void *ud, const struct machine_rec *m);
+	void *ud;
+};
+
+static int
+machine_row(sqlite3_stmt *st, void *ud)
 {
-	*m = (struct machine_rec){
+	struct machine_cb *cb = ud;
+	struct machine_rec m = {
 		.id = col_text(st, 0),
 		.name = col_text(st, 1),
 		.state = col_text(st, 2),
@@ -310,115 +330,79 @@ machine_from_row(sqlite3_stmt *st, struct machine_rec *m)
 		.state_changed_ms = sqlite3_column_int64(st, 16),
 		.ip = col_text(st, 17),
 	};
+	return cb->fn(cb->ud, &m);
 }
 
 int
 store_machine_list(struct store *s, const char *network,
 		   int (*fn)(void *ud, const struct machine_rec *m), void *ud, struct err *err)
 {
-	static const char sql[] =
-		"SELECT m.id, m.name, m.state, m.image, m.image_digest, "
-		"  coalesce(n.name, 'default'), m.driver, m.vcpus, m.memory_mb, m.storage_mb, "
-		"m.mac,"
-		"  m.namespace, m.pid, m.boot_ms, m.error, m.created_ms, m.state_changed_ms,"
-		"  coalesce(a.ip, '') "
-		"FROM machine m LEFT JOIN network n ON n.id = m.network_id "
-		"LEFT JOIN ip_allocation a ON a.machine_id = m.id "
-		"WHERE ?1 = '' OR coalesce(n.name, 'default') = ?1 "
-		"ORDER BY m.created_ms DESC, m.name";
-	sqlite3_stmt *st;
-	int rc, r = 0;
+	const struct bind b[] = {TEXT(network)};
+	struct machine_cb cb = {fn, ud};
 
-	pthread_mutex_lock(&s->lock);
-	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
-		r = db_error(s, err, "list machines");
-		goto out;
-	}
-	bind_text(st, 1, network);
-	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct machine_rec m;
-		machine_from_row(st, &m);
-		r = fn(ud, &m);
-	}
-	if (r == 0 && rc != SQLITE_DONE)
-		r = db_error(s, err, "list machines");
-	sqlite3_finalize(st);
-out:
-	pthread_mutex_unlock(&s->lock);
-	return r;
-}
-
-static int
-count_query(struct store *s, const char *sql, const char *arg, unsigned *ret, struct err *err)
-{
-	sqlite3_stmt *st;
-	int r = 0;
-
-	pthread_mutex_lock(&s->lock);
-	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
-		r = db_error(s, err, "count");
-		goto out;
-	}
-	if (arg)
-		bind_text(st, 1, arg);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		*ret = (unsigned)sqlite3_column_int64(st, 0);
-	else
-		r = db_error(s, err, "count");
-	sqlite3_finalize(st);
-out:
-	pthread_mutex_unlock(&s->lock);
-	return r;
+	return query(s, "list machines",
+		     "SELECT m.id, m.name, m.state, m.image, m.image_digest, "
+		     "  coalesce(n.name, 'default'), m.driver, m.vcpus, m.memory_mb, m.storage_mb,"
+		     "  m.mac, m.namespace, m.pid, m.boot_ms, m.error, m.created_ms,"
+		     "  m.state_changed_ms, coalesce(a.ip, '') "
+		     "FROM machine m LEFT JOIN network n ON n.id = m.network_id "
+		     "LEFT JOIN ip_allocation a ON a.machine_id = m.id "
+		     "WHERE ?1 = '' OR coalesce(n.name, 'default') = ?1 "
+		     "ORDER BY m.created_ms DESC, m.name",
+		     b, ARRAY_SIZE(b), machine_row, &cb, err);
 }
 
 int
 store_machine_count(struct store *s, unsigned *ret_total, unsigned *ret_running, struct err *err)
 {
-	int r = count_query(s, "SELECT count(*) FROM machine", NULL, ret_total, err);
-
+	*ret_total = *ret_running = 0;
+	int r = query(s, "count machines", "SELECT count(*) FROM machine", NULL, 0, row_count,
+		      ret_total, err);
 	return r < 0 ? r
-		     : count_query(s, "SELECT count(*) FROM machine WHERE state = 'running'", NULL,
-				   ret_running, err);
+		     : query(s, "count machines",
+			     "SELECT count(*) FROM machine WHERE state = 'running'", NULL, 0,
+			     row_count, ret_running, err);
 }
 
 int
 store_network_machine_count(struct store *s, const char *network, unsigned *ret, struct err *err)
 {
-	return count_query(s,
-			   "SELECT count(*) FROM machine m LEFT JOIN network n "
-			   "ON n.id = m.network_id WHERE coalesce(n.name, 'default') = ?1",
-			   network, ret, err);
+	const struct bind b[] = {TEXT(network)};
+
+	*ret = 0;
+	return query(s, "count machines",
+		     "SELECT count(*) FROM machine m LEFT JOIN network n ON n.id = m.network_id "
+		     "WHERE coalesce(n.name, 'default') = ?1",
+		     b, ARRAY_SIZE(b), row_count, ret, err);
+}
+
+struct network_cb {
+	int (*fn)(void *ud, const struct network_rec *n);
+	void *ud;
+};
+
+static int
+network_row(sqlite3_stmt *st, void *ud)
+{
+	struct network_cb *cb = ud;
+	struct network_rec n = {
+		.id = col_text(st, 0),
+		.name = col_text(st, 1),
+		.subnet = col_text(st, 2),
+		.bridge = col_text(st, 3),
+		.mode = col_text(st, 4),
+		.created_ms = sqlite3_column_int64(st, 5),
+	};
+	return cb->fn(cb->ud, &n);
 }
 
 int
 store_network_list(struct store *s, int (*fn)(void *ud, const struct network_rec *n), void *ud,
 		   struct err *err)
 {
-	static const char sql[] = "SELECT id, name, subnet, bridge, mode, created_ms "
-				  "FROM network ORDER BY name";
-	sqlite3_stmt *st;
-	int rc, r = 0;
+	struct network_cb cb = {fn, ud};
 
-	pthread_mutex_lock(&s->lock);
-	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
-		r = db_error(s, err, "list networks");
-		goto out;
-	}
-	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct network_rec n = {
-			.id = col_text(st, 0),
-			.name = col_text(st, 1),
-			.subnet = col_text(st, 2),
-			.bridge = col_text(st, 3),
-			.mode = col_text(st, 4),
-			.created_ms = sqlite3_column_int64(st, 5),
-		};
-		r = fn(ud, &n);
-	}
-	if (r == 0 && rc != SQLITE_DONE)
-		r = db_error(s, err, "list networks");
-	sqlite3_finalize(st);
-out:
-	pthread_mutex_unlock(&s->lock);
-	return r;
+	return query(s, "list networks",
+		     "SELECT id, name, subnet, bridge, mode, created_ms FROM network ORDER BY name",
+		     NULL, 0, network_row, &cb, err);
 }
