@@ -20,7 +20,7 @@ static const struct service *const all_services[] = {
 	&service_machines, &service_networks, &service_volumes, &service_images, &service_system,
 };
 
-void
+static void
 daemon_audit(struct daemon *d, const struct caller *caller, const char *action,
 	     const struct call *c, const struct err *err)
 {
@@ -142,7 +142,8 @@ daemon_start(struct daemon *d, const struct daemon_options *o, struct err *err)
 	if ((r = store_open(d->paths.db, &d->store, err)) < 0)
 		return r;
 	host_probe_vmms(d->paths.data_dir, d->cfg.vmm, d->vmms);
-	if ((r = dispatch_new(all_services, ARRAY_SIZE(all_services), &d->dispatch, err)) < 0)
+	if ((r = dispatch_new(all_services, ARRAY_SIZE(all_services), daemon_audit, &d->dispatch,
+			      err)) < 0)
 		return r;
 	return start_rpc(d, err);
 }

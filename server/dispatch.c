@@ -18,6 +18,7 @@ struct resolved_service {
 struct dispatch {
 	struct resolved_service *services;
 	size_t n;
+	audit_fn audit;
 };
 
 static const struct method *
@@ -53,7 +54,7 @@ resolve_service(const struct service *s, struct resolved_service *out, struct er
 }
 
 int
-dispatch_new(const struct service *const *services, size_t n, struct dispatch **ret,
+dispatch_new(const struct service *const *services, size_t n, audit_fn audit, struct dispatch **ret,
 	     struct err *err)
 {
 	struct dispatch *d = calloc(1, sizeof(*d));
@@ -64,6 +65,7 @@ dispatch_new(const struct service *const *services, size_t n, struct dispatch **
 		return err_set(err, ERR_INTERNAL, NULL, ENOMEM, "out of memory");
 	}
 	d->n = n;
+	d->audit = audit;
 	for (size_t i = 0; i < n && r >= 0; i++)
 		r = resolve_service(services[i], &d->services[i], err);
 	if (r < 0) {
@@ -146,6 +148,7 @@ request_target(const ProtobufCMessage *in)
 }
 
 struct dispatch_req {
+	struct dispatch *d;
 	struct arena *arena;
 	Sistemo__V1__Request *req;          /* NULL when the envelope was bad */
 	const struct resolved_service *svc; /* NULL when unresolved */
@@ -161,6 +164,7 @@ dispatch_parse(struct dispatch *d, const void *buf, size_t len)
 
 	if (!r || arena_new(&r->arena) < 0)
 		abort();
+	r->d = d;
 	if (len > RPC_MAX_MSG)
 		err_set(&r->err, ERR_EXHAUSTED, NULL, EMSGSIZE,
 			"request of %zu bytes is over the %u byte limit", len, RPC_MAX_MSG);
@@ -220,7 +224,7 @@ audit(const struct dispatch_req *r, struct daemon *daemon, const struct caller *
 
 	snake_case(r->md->name, method, sizeof(method));
 	snprintf(action, sizeof(action), "%s.%s", r->svc->svc->noun, method);
-	daemon_audit(daemon, caller, action, c, err);
+	r->d->audit(daemon, caller, action, c, err);
 }
 
 static void

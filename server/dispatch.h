@@ -61,10 +61,15 @@ extern const struct service service_machines, service_networks, service_volumes,
 
 struct dispatch;
 
+/* Writes one mutating call to the audit history (the daemon's store). */
+typedef void (*audit_fn)(struct daemon *d, const struct caller *caller, const char *action,
+			 const struct call *c, const struct err *err);
+
 /* Resolves every service table against its descriptor. Fails, naming it, when a method of the
- * descriptor has no entry or an entry names no method. */
-int dispatch_new(const struct service *const *services, size_t n, struct dispatch **ret,
-		 struct err *err);
+ * descriptor has no entry or an entry names no method. `audit` is called after every
+ * METHOD_MUTATES call, successful or not. */
+int dispatch_new(const struct service *const *services, size_t n, audit_fn audit,
+		 struct dispatch **ret, struct err *err);
 void dispatch_free(struct dispatch *d);
 
 /* One request unpacked once: its envelope, resolved method and the call's arena. */
@@ -91,7 +96,3 @@ void dispatch_handle(struct dispatch *d, struct daemon *daemon, const struct cal
 
 /* Largest request accepted, in bytes (also the NNG receive limit). */
 #define RPC_MAX_MSG (4u << 20)
-
-/* Audits one call. Implemented by the daemon (daemon.c), called by the dispatcher. */
-void daemon_audit(struct daemon *d, const struct caller *caller, const char *action,
-		  const struct call *c, const struct err *err);

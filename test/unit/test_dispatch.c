@@ -22,6 +22,22 @@ static const struct service *const services[] = {
 	&service_machines, &service_networks, &service_volumes, &service_images, &service_system,
 };
 
+/* The daemon's audit hook, as the daemon writes it: into the store. */
+static void
+audit_to_store(struct daemon *d, const struct caller *caller, const char *action,
+	       const struct call *c, const struct err *err)
+{
+	struct err aerr = {0};
+	struct audit_entry e = {
+		.actor = caller->actor,
+		.action = action,
+		.target_name = c->target_name,
+		.success = err->code == ERR_OK,
+		.detail = err->msg,
+	};
+	assert_int_equal(store_audit_add(d->store, &e, &aerr), 0);
+}
+
 struct fixture {
 	char dir[64];
 	struct daemon d;
@@ -40,7 +56,9 @@ setup(void **state)
 	assert_int_equal(paths_init(&f->d.paths, f->dir, &err), 0);
 	config_defaults(&f->d.cfg);
 	assert_int_equal(store_open(db, &f->d.store, &err), 0);
-	assert_int_equal(dispatch_new(services, ARRAY_SIZE(services), &f->d.dispatch, &err), 0);
+	assert_int_equal(
+		dispatch_new(services, ARRAY_SIZE(services), audit_to_store, &f->d.dispatch, &err),
+		0);
 	*state = f;
 	return 0;
 }
@@ -91,7 +109,7 @@ missing_handler_refused(void **state)
 	struct err err = {0};
 
 	(void)state;
-	assert_true(dispatch_new(list, 1, &d, &err) < 0);
+	assert_true(dispatch_new(list, 1, audit_to_store, &d, &err) < 0);
 	assert_null(d);
 	assert_non_null(strstr(err.msg, "has no handler"));
 }
