@@ -1,0 +1,50 @@
+/* The guest kit: the kernel and initramfs machines boot, the built-in images, and the
+ * per-machine root disk (clone, grow, inject). Built from Debian packages on the host;
+ * docs/guest.md is the contract with the guest. Long steps report progress through a callback. */
+#pragma once
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "err.h"
+
+/* Progress of a long step: a short step name ("kernel", "initramfs", "image") and a message. */
+typedef void (*kit_progress_fn)(void *ud, const char *step, const char *message);
+
+/* What a machine boots. */
+struct kit_kernel {
+	char kernel[PATH_MAX]; /* bzImage/vmlinuz for QEMU */
+	char vmlinux[PATH_MAX];/* uncompressed ELF for Firecracker, "" when absent */
+	char initrd[PATH_MAX]; /* "" when the kernel needs none (the built kernel) */
+	bool built;            /* the kernel from `sistemo kernel build` */
+	char version[64];      /* "6.1.0-56-cloud-amd64" */
+};
+
+/* Installs into <data_dir>/kernel: Debian's cloud kernel, taken from the linux-image-*-cloud-amd64
+ * package file (apt's cache, as ci/install.sh leaves it; `apt-get download` when missing), never
+ * installed on the host; and an initramfs built from busybox-static and the virtio module
+ * closure. Idempotent and fast (well under a second) when already installed; `force` rebuilds. */
+int kit_install(const char *data_dir, bool force, kit_progress_fn progress, void *ud,
+		struct err *err);
+
+/* The kernel to boot: the built kernel when present (<data_dir>/kernel/bzImage-sistemo), else
+ * the cloud kernel + initramfs. ERR_PRECONDITION naming 'sistemo install' when neither is. */
+int kit_kernel_find(const char *data_dir, struct kit_kernel *ret, struct err *err);
+
+/* Builds a built-in image into out_path (an ext4 file, written through a temporary file and
+ * renamed, never left half-made). "tiny": busybox-static + dropbear, no SSH host keys (each
+ * machine makes its own), busybox init. Refuses other names with ERR_NOT_FOUND listing the
+ * built-in ones. Never writes through a symlink of the staging tree. */
+int kit_image_build(const char *name, const char *out_path, kit_progress_fn progress, void *ud,
+		    struct err *err);
+
+/* Makes a machine's root disk: a reflink or sparse copy of image to dest (never a byte-for-byte
+ * copy of holes), grown to size_mb with resize2fs when larger than the image. On failure dest is
+ * removed. ERR_INVALID when size_mb is below the image's size. */
+int kit_rootfs_clone(const char *image, const char *dest, uint64_t size_mb, struct err *err);
+
+/* Injects /sbin/sistemo-init, root's authorized_keys (public_key: one line) and, for systemd
+ * images, the ready unit into the ext4 file at rootfs, with debugfs: no mount, and paths
+ * resolve inside the image. */
+int kit_rootfs_inject(const char *rootfs, const char *public_key, struct err *err);

@@ -1,0 +1,51 @@
+/* Host network plumbing over netlink (libnl-route-3), never by spawning `ip`: the host bridge
+ * and, per machine, a network namespace holding a veth end, a namespace bridge and the TAP the
+ * VMM opens. Everything it creates carries sistemo's names, so the reconciler can find it. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "err.h"
+
+/* Names of one machine's objects; `short_id` is the first 8 hex digits of its id. */
+struct netns_names {
+	char ns[32];        /* "sistemo-<short>", bind-mounted at /run/netns/<ns> like `ip netns` */
+	char ns_path[64];   /* "/run/netns/sistemo-<short>" */
+	char veth_host[16]; /* "vh-<short>": the host end, enslaved to the host bridge */
+	char veth_ns[16];   /* "eth0" inside the namespace */
+	char bridge[16];    /* "br0" inside the namespace */
+	char tap[16];       /* "tap0" inside the namespace: what the VMM opens */
+};
+
+/* Fills the names for a machine id (a UUID). */
+void netns_names_for(const char *machine_id, struct netns_names *ret);
+
+/* Makes sure the host bridge exists with gateway/prefix as its address and is up; leaves it
+ * alone when already so. ERR_EXISTS when a non-bridge link has the name. */
+int netns_bridge_ensure(const char *bridge, uint32_t gateway, unsigned prefix, struct err *err);
+
+/* Deletes the host bridge (tests, uninstall). Missing: success. */
+int netns_bridge_delete(const char *bridge, struct err *err);
+
+/* Builds a machine's plumbing:
+ *   ip netns add <ns>; ip link add <veth_host> type veth peer name eth0 netns <ns>
+ *   ip link set <veth_host> master <host_bridge> up
+ *   ip -n <ns> link add br0 type bridge; ip -n <ns> link set eth0 master br0 up
+ *   ip -n <ns> tuntap add tap0 mode tap (ioctl TUNSETIFF + TUNSETPERSIST); master br0 up; lo up
+ * Any failure undoes what was done, in reverse. ERR_EXISTS when the namespace exists. */
+int netns_machine_create(const struct netns_names *n, const char *host_bridge, struct err *err);
+
+/* Tears a machine's plumbing down by deleting its namespace (its links go with it) and the
+ * host veth end if it is still there. Missing pieces are not an error. */
+int netns_machine_delete(const struct netns_names *n, struct err *err);
+
+/* True when the machine's namespace exists. */
+bool netns_machine_exists(const struct netns_names *n);
+
+/* Calls fn for every namespace under /run/netns named "sistemo-*" (for the reconciler). */
+int netns_list(int (*fn)(void *ud, const char *ns_name), void *ud, struct err *err);
+
+/* Runs fn on a thread that has entered the namespace at ns_path (setns) and returns; the
+ * calling thread never changes namespace. Returns fn's result. */
+int netns_run_in(const char *ns_path, int (*fn)(void *ud), void *ud, struct err *err);
