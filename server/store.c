@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <arpa/inet.h>
 
 #include "log.h"
 #include "macro.h"
@@ -203,29 +204,35 @@ bind_all(sqlite3_stmt *st, const struct bind *b, size_t n)
 					  SQLITE_TRANSIENT);
 }
 
-/* Runs one statement under the lock, calling row(st, ud) for each result row until it returns
- * non-zero (1 stops, negative fails). `what` names the work in errors. */
+/* Runs one statement (the caller holds the lock), calling row(st, ud) for each result row
+ * until it returns non-zero (1 stops, negative fails). `what` names the work in errors. */
 static int
-query(struct store *s, const char *what, const char *sql, const struct bind *b, size_t n,
-      int (*row)(sqlite3_stmt *st, void *ud), void *ud, struct err *err)
+query_locked(struct store *s, const char *what, const char *sql, const struct bind *b, size_t n,
+	     int (*row)(sqlite3_stmt *st, void *ud), void *ud, struct err *err)
 {
 	sqlite3_stmt *st;
 	int rc = SQLITE_DONE, r = 0;
 
-	pthread_mutex_lock(&s->lock);
-	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
-		r = db_error(s, err, what);
-		goto out;
-	}
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return db_error(s, err, what);
 	bind_all(st, b, n);
 	while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW)
 		r = row ? row(st, ud) : 0;
 	if (r == 0 && rc != SQLITE_DONE)
 		r = db_error(s, err, what);
 	sqlite3_finalize(st);
-out:
-	pthread_mutex_unlock(&s->lock);
 	return r < 0 ? r : 0;
+}
+
+/* query_locked under the lock. */
+static int
+query(struct store *s, const char *what, const char *sql, const struct bind *b, size_t n,
+      int (*row)(sqlite3_stmt *st, void *ud), void *ud, struct err *err)
+{
+	pthread_mutex_lock(&s->lock);
+	int r = query_locked(s, what, sql, b, n, row, ud, err);
+	pthread_mutex_unlock(&s->lock);
+	return r;
 }
 
 static int
@@ -333,6 +340,13 @@ machine_row(sqlite3_stmt *st, void *ud)
 	return cb->fn(cb->ud, &m);
 }
 
+#define MACHINE_SELECT                                                                             \
+	"SELECT m.id, m.name, m.state, m.image, m.image_digest, coalesce(n.name, 'default'), "     \
+	"  m.driver, m.vcpus, m.memory_mb, m.storage_mb, m.mac, m.namespace, m.pid, m.boot_ms, "   \
+	"  m.error, m.created_ms, m.state_changed_ms, coalesce(a.ip, '') "                         \
+	"FROM machine m LEFT JOIN network n ON n.id = m.network_id "                               \
+	"LEFT JOIN ip_allocation a ON a.machine_id = m.id "
+
 int
 store_machine_list(struct store *s, const char *network,
 		   int (*fn)(void *ud, const struct machine_rec *m), void *ud, struct err *err)
@@ -341,15 +355,197 @@ store_machine_list(struct store *s, const char *network,
 	struct machine_cb cb = {fn, ud};
 
 	return query(s, "list machines",
-		     "SELECT m.id, m.name, m.state, m.image, m.image_digest, "
-		     "  coalesce(n.name, 'default'), m.driver, m.vcpus, m.memory_mb, m.storage_mb,"
-		     "  m.mac, m.namespace, m.pid, m.boot_ms, m.error, m.created_ms,"
-		     "  m.state_changed_ms, coalesce(a.ip, '') "
-		     "FROM machine m LEFT JOIN network n ON n.id = m.network_id "
-		     "LEFT JOIN ip_allocation a ON a.machine_id = m.id "
-		     "WHERE ?1 = '' OR coalesce(n.name, 'default') = ?1 "
-		     "ORDER BY m.created_ms DESC, m.name",
+		     MACHINE_SELECT "WHERE ?1 = '' OR coalesce(n.name, 'default') = ?1 "
+				    "ORDER BY m.created_ms DESC, m.name",
 		     b, ARRAY_SIZE(b), machine_row, &cb, err);
+}
+
+#define COPY(dst, src) snprintf((dst), sizeof(dst), "%s", (src))
+
+static int
+machine_copy(void *ud, const struct machine_rec *m)
+{
+	struct machine_info *o = ud;
+
+	COPY(o->id, m->id);
+	COPY(o->name, m->name);
+	COPY(o->state, m->state);
+	COPY(o->image, m->image);
+	COPY(o->image_digest, m->image_digest);
+	COPY(o->network, m->network);
+	COPY(o->driver, m->driver);
+	COPY(o->ip, m->ip);
+	COPY(o->mac, m->mac);
+	COPY(o->namespace_, m->namespace);
+	COPY(o->error, m->error);
+	o->vcpus = m->vcpus;
+	o->memory_mb = m->memory_mb;
+	o->storage_mb = m->storage_mb;
+	o->boot_ms = m->boot_ms;
+	o->pid = m->pid;
+	o->created_ms = m->created_ms;
+	o->state_changed_ms = m->state_changed_ms;
+	return 1;
+}
+
+int
+store_machine_get(struct store *s, const char *ref, struct machine_info *ret, struct err *err)
+{
+	const struct bind b[] = {TEXT(ref)};
+	struct machine_cb cb = {machine_copy, ret};
+
+	ret->id[0] = '\0';
+	int r = query(s, "find machine", MACHINE_SELECT "WHERE m.id = ?1 OR m.name = ?1", b,
+		      ARRAY_SIZE(b), machine_row, &cb, err);
+	if (r < 0)
+		return r;
+	if (!ret->id[0])
+		return err_set(err, ERR_NOT_FOUND, "machine", ENOENT,
+			       "machine '%s' not found (sistemo machine list shows them)", ref);
+	return 0;
+}
+
+struct ip_set {
+	uint32_t base;
+	uint32_t *used; /* host numbers in use */
+	size_t n, cap;
+};
+
+static int
+ip_row(sqlite3_stmt *st, void *ud)
+{
+	struct ip_set *set = ud;
+	struct in_addr a;
+
+	if (inet_pton(AF_INET, col_text(st, 0), &a) != 1)
+		return 0;
+	if (set->n == set->cap) {
+		size_t cap = set->cap ? set->cap * 2 : 64;
+		uint32_t *grown = realloc(set->used, cap * sizeof(*grown));
+		if (!grown)
+			return -ENOMEM;
+		set->used = grown;
+		set->cap = cap;
+	}
+	set->used[set->n++] = ntohl(a.s_addr) - set->base;
+	return 0;
+}
+
+static int
+cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The lowest free host number from 2 (1 is the gateway) below the broadcast address. */
+static int
+ip_pick(struct store *s, const char *network, uint32_t subnet, unsigned prefix, char out[16],
+	struct err *err)
+{
+	const struct bind b[] = {TEXT(network)};
+	struct ip_set set = {.base = subnet};
+	uint32_t host = 2, last = (prefix >= 31 ? 0 : (1u << (32 - prefix)) - 2);
+	int r = query_locked(s, "allocate address",
+			     "SELECT ip FROM ip_allocation WHERE network = ?1", b, ARRAY_SIZE(b),
+			     ip_row, &set, err);
+
+	if (r < 0) {
+		free(set.used);
+		return r;
+	}
+	qsort(set.used, set.n, sizeof(*set.used), cmp_u32);
+	for (size_t i = 0; i < set.n && host <= last; i++)
+		if (set.used[i] == host)
+			host++;
+		else if (set.used[i] > host)
+			break;
+	free(set.used);
+	if (host > last)
+		return err_set(err, ERR_EXHAUSTED, "network", ENOSPC,
+			       "network '%s' has no free address left (%u in use)", network,
+			       (unsigned)set.n);
+	struct in_addr a = {.s_addr = htonl(subnet + host)};
+	inet_ntop(AF_INET, &a, out, 16);
+	return 0;
+}
+
+static int
+machine_insert(struct store *s, const struct machine_rec *m, const char *ip, struct err *err)
+{
+	int64_t now = store_now_ms();
+	const struct bind mb[] = {TEXT(m->id),
+				  TEXT(m->name),
+				  TEXT(m->image),
+				  TEXT(m->driver),
+				  INT(m->vcpus),
+				  INT((int64_t)m->memory_mb),
+				  INT((int64_t)m->storage_mb),
+				  TEXT(m->mac),
+				  TEXT(m->namespace),
+				  INT(now)};
+	const struct bind ab[] = {TEXT(m->network), TEXT(ip), TEXT(m->id), INT(now)};
+	int r = query_locked(
+		s, "record machine",
+		"INSERT INTO machine (id, name, state, image, driver, vcpus, memory_mb, "
+		"storage_mb, mac, namespace, created_ms, state_changed_ms) VALUES "
+		"(?1, ?2, 'creating', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+		mb, ARRAY_SIZE(mb), NULL, NULL, err);
+	if (r < 0 && err->code == ERR_EXISTS) {
+		err_clear(err);
+		return err_set(err, ERR_EXISTS, "name", EEXIST,
+			       "a machine named '%s' already exists", m->name);
+	}
+	if (r < 0)
+		return r;
+	return query_locked(s, "allocate address",
+			    "INSERT INTO ip_allocation (network, ip, machine_id, allocated_ms) "
+			    "VALUES (?1, ?2, ?3, ?4)",
+			    ab, ARRAY_SIZE(ab), NULL, NULL, err);
+}
+
+int
+store_machine_create(struct store *s, const struct machine_rec *m, uint32_t subnet, unsigned prefix,
+		     char ret_ip[16], struct err *err)
+{
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	if ((r = exec_locked(s, "BEGIN IMMEDIATE", err)) < 0)
+		goto out;
+	r = ip_pick(s, m->network, subnet, prefix, ret_ip, err);
+	if (r >= 0)
+		r = machine_insert(s, m, ret_ip, err);
+	if (r >= 0)
+		r = exec_locked(s, "COMMIT", err);
+	if (r < 0)
+		exec_locked(s, "ROLLBACK", NULL);
+out:
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+int
+store_machine_set_state(struct store *s, const char *id, const char *state, int64_t pid,
+			uint64_t boot_ms, const char *error, struct err *err)
+{
+	const struct bind b[] = {TEXT(id),    TEXT(state),        INT(pid), INT((int64_t)boot_ms),
+				 TEXT(error), INT(store_now_ms())};
+
+	return query(s, "update machine",
+		     "UPDATE machine SET state = ?2, pid = ?3, boot_ms = CASE WHEN ?4 > 0 THEN ?4 "
+		     "ELSE boot_ms END, error = ?5, state_changed_ms = ?6 WHERE id = ?1",
+		     b, ARRAY_SIZE(b), NULL, NULL, err);
+}
+
+int
+store_machine_delete(struct store *s, const char *id, struct err *err)
+{
+	const struct bind b[] = {TEXT(id)};
+
+	return query(s, "delete machine", "DELETE FROM machine WHERE id = ?1", b, ARRAY_SIZE(b),
+		     NULL, NULL, err);
 }
 
 int

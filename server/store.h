@@ -58,6 +58,32 @@ struct machine_rec {
 int store_machine_list(struct store *s, const char *network,
 		       int (*fn)(void *ud, const struct machine_rec *m), void *ud, struct err *err);
 
+/* An owned copy of one machine record. */
+struct machine_info {
+	char id[40], name[64], state[16], image[4096], image_digest[80], network[64], driver[16];
+	char ip[16], mac[18], namespace_[32], error[1024];
+	unsigned vcpus;
+	uint64_t memory_mb, storage_mb, boot_ms;
+	int64_t pid, created_ms, state_changed_ms;
+};
+
+/* Finds a machine by id or name. ERR_NOT_FOUND naming ref. */
+int store_machine_get(struct store *s, const char *ref, struct machine_info *ret, struct err *err);
+
+/* Records a new machine in state 'creating' (id, name, image, driver, vcpus, memory_mb,
+ * storage_mb, mac, namespace and network from m) and allocates the lowest free address of
+ * subnet/prefix on m->network ("default" or a network name), in one transaction: ret_ip gets
+ * it. ERR_EXISTS (field "name") when the name is taken; ERR_EXHAUSTED when no address is left. */
+int store_machine_create(struct store *s, const struct machine_rec *m, uint32_t subnet,
+			 unsigned prefix, char ret_ip[16], struct err *err);
+
+/* Sets a machine's state, VMM pid, last boot time (kept when 0) and error text. */
+int store_machine_set_state(struct store *s, const char *id, const char *state, int64_t pid,
+			    uint64_t boot_ms, const char *error, struct err *err);
+
+/* Deletes a machine; its address, port rules go with it (foreign keys). */
+int store_machine_delete(struct store *s, const char *id, struct err *err);
+
 /* Counts machines: all, and those running. */
 int store_machine_count(struct store *s, unsigned *ret_total, unsigned *ret_running,
 			struct err *err);

@@ -186,6 +186,89 @@ machine_counts_empty(void **state)
 }
 
 static void
+create(struct fixture *f, const char *id, const char *name, uint32_t subnet, unsigned prefix,
+       char ip[16], int expect)
+{
+	struct machine_rec m = {.id = id,
+				.name = name,
+				.image = "tiny",
+				.driver = "qemu",
+				.vcpus = 1,
+				.memory_mb = 256,
+				.storage_mb = 512,
+				.network = "default"};
+	struct err err = {0};
+
+	int r = store_machine_create(f->s, &m, subnet, prefix, ip, &err);
+	if (expect == ERR_OK)
+		assert_int_equal(r, 0);
+	else
+		assert_int_equal(err.code, expect);
+}
+
+#define NET_10_200 ((10u << 24) | (200u << 16))
+
+static void
+addresses_in_order_and_reused(void **state)
+{
+	struct fixture *f = *state;
+	struct machine_info mi;
+	struct err err = {0};
+	char ip[16];
+
+	create(f, "id-a", "a", NET_10_200, 16, ip, ERR_OK);
+	assert_string_equal(ip, "10.200.0.2");
+	create(f, "id-b", "b", NET_10_200, 16, ip, ERR_OK);
+	assert_string_equal(ip, "10.200.0.3");
+	create(f, "id-c", "c", NET_10_200, 16, ip, ERR_OK);
+	assert_string_equal(ip, "10.200.0.4");
+	assert_int_equal(store_machine_get(f->s, "b", &mi, &err), 0);
+	assert_string_equal(mi.id, "id-b");
+	assert_string_equal(mi.state, "creating");
+	assert_string_equal(mi.ip, "10.200.0.3");
+	assert_int_equal(store_machine_delete(f->s, "id-b", &err), 0);
+	create(f, "id-d", "d", NET_10_200, 16, ip, ERR_OK);
+	assert_string_equal(ip, "10.200.0.3"); /* a released address is reused */
+	assert_true(store_machine_get(f->s, "b", &mi, &err) < 0);
+	assert_int_equal(err.code, ERR_NOT_FOUND);
+}
+
+static void
+duplicate_name_and_full_subnet(void **state)
+{
+	struct fixture *f = *state;
+	uint32_t net30 = (10u << 24) | (201u << 16) | 4; /* 10.201.0.4/30: one machine */
+	char ip[16] = "";
+
+	create(f, "id-a", "a", NET_10_200, 16, ip, ERR_OK);
+	create(f, "id-a2", "a", NET_10_200, 16, ip, ERR_EXISTS);
+	create(f, "id-x", "x", net30, 30, ip, ERR_OK);
+	assert_string_equal(ip, "10.201.0.6");
+	create(f, "id-y", "y", net30, 30, ip, ERR_EXHAUSTED);
+	/* nothing half-created: the failed ones left no row and no address */
+	assert_int_equal(pragma_int(f->db, "SELECT count(*) FROM machine"), 2);
+	assert_int_equal(pragma_int(f->db, "SELECT count(*) FROM ip_allocation"), 2);
+}
+
+static void
+state_changes(void **state)
+{
+	struct fixture *f = *state;
+	struct machine_info mi;
+	struct err err = {0};
+	char ip[16];
+
+	create(f, "id-a", "a", NET_10_200, 16, ip, ERR_OK);
+	assert_int_equal(store_machine_set_state(f->s, "id-a", "running", 1234, 850, "", &err), 0);
+	assert_int_equal(store_machine_set_state(f->s, "id-a", "stopped", 0, 0, "", &err), 0);
+	assert_int_equal(store_machine_get(f->s, "id-a", &mi, &err), 0);
+	assert_string_equal(mi.state, "stopped");
+	assert_int_equal(mi.pid, 0);
+	assert_int_equal(mi.boot_ms, 850); /* kept */
+	assert_true(store_machine_set_state(f->s, "id-a", "sleeping", 0, 0, "", &err) < 0);
+}
+
+static void
 unopenable_path(void **state)
 {
 	struct store *s = NULL;
@@ -207,6 +290,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(newer_schema_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(audit_filters_and_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(machine_counts_empty, setup, teardown),
+		cmocka_unit_test_setup_teardown(addresses_in_order_and_reused, setup, teardown),
+		cmocka_unit_test_setup_teardown(duplicate_name_and_full_subnet, setup, teardown),
+		cmocka_unit_test_setup_teardown(state_changes, setup, teardown),
 		cmocka_unit_test(unopenable_path),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
