@@ -602,3 +602,65 @@ store_network_list(struct store *s, int (*fn)(void *ud, const struct network_rec
 		     "SELECT id, name, subnet, bridge, mode, created_ms FROM network ORDER BY name",
 		     NULL, 0, network_row, &cb, err);
 }
+
+int
+store_operation_save(struct store *s, const struct store_operation *op, struct err *err)
+{
+	const struct bind b[] = {TEXT(op->id),        TEXT(op->kind),      TEXT(op->target),
+				 TEXT(op->state),     INT(op->code),       TEXT(op->message),
+				 INT(op->created_ms), INT(op->finished_ms)};
+
+	return query(s, "record operation",
+		     "INSERT OR REPLACE INTO operation (id, kind, target, state, status_code, "
+		     "status_message, created_ms, finished_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+		     b, ARRAY_SIZE(b), NULL, NULL, err);
+}
+
+static int
+operation_row(sqlite3_stmt *st, void *ud)
+{
+	struct store_operation *o = ud;
+	char *p = o->buf, *end = o->buf + sizeof(o->buf);
+	const char **fields[] = {&o->id, &o->kind, &o->target, &o->state, &o->message};
+
+	for (size_t i = 0; i < ARRAY_SIZE(fields); i++) {
+		int n = snprintf(p, (size_t)(end - p), "%s", col_text(st, (int)i));
+		*fields[i] = p;
+		p += n < end - p ? n + 1 : end - p;
+		if (p >= end)
+			p = end - 1;
+	}
+	o->code = sqlite3_column_int(st, 5);
+	o->created_ms = sqlite3_column_int64(st, 6);
+	o->finished_ms = sqlite3_column_int64(st, 7);
+	return 1;
+}
+
+int
+store_operation_get(struct store *s, const char *id, struct store_operation *ret, struct err *err)
+{
+	const struct bind b[] = {TEXT(id)};
+
+	ret->id = NULL;
+	int r = query(s, "find operation",
+		      "SELECT id, kind, target, state, status_message, status_code, created_ms, "
+		      "finished_ms FROM operation WHERE id = ?1",
+		      b, ARRAY_SIZE(b), operation_row, ret, err);
+	if (r < 0)
+		return r;
+	if (!ret->id)
+		return err_set(err, ERR_NOT_FOUND, "id", ENOENT, "operation '%s' not found", id);
+	return 0;
+}
+
+int
+store_operation_interrupt(struct store *s, struct err *err)
+{
+	const struct bind b[] = {INT(ERR_INTERNAL), INT(store_now_ms())};
+
+	return query(s, "recover operations",
+		     "UPDATE operation SET state = 'failed', status_code = ?1, status_message = "
+		     "'interrupted: the daemon stopped while it ran', finished_ms = ?2 "
+		     "WHERE state = 'running'",
+		     b, ARRAY_SIZE(b), NULL, NULL, err);
+}

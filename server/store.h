@@ -101,6 +101,25 @@ struct network_rec {
 int store_network_list(struct store *s, int (*fn)(void *ud, const struct network_rec *n), void *ud,
 		       struct err *err);
 
+/* A long operation's row. */
+struct store_operation {
+	const char *id, *kind, *target, *state; /* state: running, done, failed, cancelled */
+	int code;                               /* enum err_code when failed */
+	const char *message;
+	int64_t created_ms, finished_ms;
+	char buf[2048]; /* backs the strings filled by store_operation_get */
+};
+
+/* Inserts or replaces an operation's row. */
+int store_operation_save(struct store *s, const struct store_operation *op, struct err *err);
+
+/* Reads an operation's row. ERR_NOT_FOUND for an unknown id. */
+int store_operation_get(struct store *s, const char *id, struct store_operation *ret,
+			struct err *err);
+
+/* Marks operations left 'running' by a previous daemon as failed ("interrupted"). */
+int store_operation_interrupt(struct store *s, struct err *err);
+
 /* Runs one SQL statement with no result (tests and maintenance). */
 int store_exec(struct store *s, const char *sql, struct err *err);
 
