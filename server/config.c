@@ -87,7 +87,7 @@ static const struct config_key keys[] = {
 	    .help = "default disk bandwidth in MiB/s; 0 = unlimited"),
 	KEY(reconciler_interval_sec, "RECONCILER_INTERVAL_SEC", KEY_UINT, "30", .min = 1,
 	    .max = 3600, .help = "seconds between reconciler passes"),
-	KEY(ssh_timeout_sec, "SSH_TIMEOUT_SEC", KEY_UINT, "20", .min = 1, .max = 600,
+	KEY(ssh_timeout_sec, "SSH_TIMEOUT_SEC", KEY_UINT, "60", .min = 1, .max = 600,
 	    .help = "seconds to wait for a guest's SSH port after boot"),
 	KEY(block_smtp, "BLOCK_SMTP", KEY_BOOL, "true",
 	    .help = "drop outgoing SMTP (tcp 25, 465, 587) from guests"),

@@ -204,3 +204,20 @@ host_kernel_release(char *out, size_t size)
 
 	snprintf(out, size, "%s", uname(&u) == 0 ? u.release : "unknown");
 }
+
+unsigned
+host_tsc_khz(void)
+{
+	FILE *f = fopen("/proc/cpuinfo", "re");
+	char line[256];
+	double mhz = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, "cpu MHz", 7) == 0 &&
+		    sscanf(strchr(line, ':') + 1, "%lf", &mhz) == 1)
+			break;
+	fclose(f);
+	return mhz > 0 ? (unsigned)(mhz * 1000) : 0;
+}

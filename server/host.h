@@ -31,5 +31,9 @@ uint64_t host_memory_mb(void);
 uint64_t host_memory_available_mb(void);
 /* Free space of the filesystem holding path, in MiB, or 0 when it cannot be read. */
 uint64_t host_disk_free_mb(const char *path);
+/* The host CPU's frequency in kHz from /proc/cpuinfo ("cpu MHz"), 0 when unknown: QEMU microvm
+ * guests under TCG need it as tsc_early_khz. */
+unsigned host_tsc_khz(void);
+
 /* "6.1.0-13-amd64" */
 void host_kernel_release(char *out, size_t size);

@@ -539,6 +539,49 @@ store_machine_set_state(struct store *s, const char *id, const char *state, int6
 		     b, ARRAY_SIZE(b), NULL, NULL, err);
 }
 
+static bool
+state_in(const char *state, const char *list)
+{
+	size_t n = strlen(state);
+
+	for (const char *p = list; *p;) {
+		size_t len = strcspn(p, ",");
+		if (len == n && strncmp(p, state, n) == 0)
+			return true;
+		p += len + (p[len] == ',');
+	}
+	return false;
+}
+
+int
+store_machine_transition(struct store *s, const char *ref, const char *from, const char *to,
+			 struct machine_info *ret, struct err *err)
+{
+	const struct bind b[] = {TEXT(ref), TEXT(to), INT(store_now_ms())};
+	struct machine_cb cb = {machine_copy, ret};
+	int r;
+
+	pthread_mutex_lock(&s->lock);
+	ret->id[0] = '\0';
+	r = query_locked(s, "find machine", MACHINE_SELECT "WHERE m.id = ?1 OR m.name = ?1", b, 1,
+			 machine_row, &cb, err);
+	if (r >= 0 && !ret->id[0])
+		r = err_set(err, ERR_NOT_FOUND, "machine", ENOENT,
+			    "machine '%s' not found (sistemo machine list shows them)", ref);
+	else if (r >= 0 && !state_in(ret->state, from))
+		r = err_set(err, ERR_PRECONDITION, "machine", EBUSY, "machine '%s' is %s",
+			    ret->name, ret->state);
+	else if (r >= 0)
+		r = query_locked(s, "update machine",
+				 "UPDATE machine SET state = ?2, state_changed_ms = ?3 "
+				 "WHERE id = (SELECT id FROM machine WHERE id = ?1 OR name = ?1)",
+				 b, ARRAY_SIZE(b), NULL, NULL, err);
+	if (r >= 0)
+		snprintf(ret->state, sizeof(ret->state), "%s", to);
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
 int
 store_machine_delete(struct store *s, const char *id, struct err *err)
 {

@@ -81,6 +81,11 @@ int store_machine_create(struct store *s, const struct machine_rec *m, uint32_t 
 int store_machine_set_state(struct store *s, const char *id, const char *state, int64_t pid,
 			    uint64_t boot_ms, const char *error, struct err *err);
 
+/* Moves a machine to state `to` only when its state is one of `from` (comma-separated:
+ * "stopped,error"); otherwise ERR_PRECONDITION naming the state it is in. Fills ret. */
+int store_machine_transition(struct store *s, const char *ref, const char *from, const char *to,
+			     struct machine_info *ret, struct err *err);
+
 /* Deletes a machine; its address, port rules go with it (foreign keys). */
 int store_machine_delete(struct store *s, const char *id, struct err *err);
 

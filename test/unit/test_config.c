@@ -162,7 +162,7 @@ test_defaults_when_missing(void **ts)
 	assert_int_equal(st->c.default_iops, 0);
 	assert_int_equal(st->c.default_disk_bw_mbps, 0);
 	assert_int_equal(st->c.reconciler_interval_sec, 30);
-	assert_int_equal(st->c.ssh_timeout_sec, 20);
+	assert_int_equal(st->c.ssh_timeout_sec, 60);
 	assert_true(st->c.block_smtp);
 	assert_int_equal(st->c.rate_limit_rps, 100);
 	assert_int_equal(st->c.rate_limit_burst, 200);
