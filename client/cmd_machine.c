@@ -10,6 +10,7 @@
 #include "macro.h"
 #include "pbjson.h"
 #include "units.h"
+#include "watch.h"
 
 #define MACHINE_ARG(a) ((char *)(a)->pos[0])
 
@@ -192,6 +193,39 @@ parse_sizes(const struct cmd_args *a, Sistemo__V1__DeployRequest *req, struct er
 	return 0;
 }
 
+/* Follows a machine operation to its end and prints the machine. */
+static int
+finish_operation(struct cli *cli, Sistemo__V1__Operation *op, const char *verb)
+{
+	struct err err = {0};
+
+	if (!op)
+		return cli_fail(cli, rpc_client_error(cli->client));
+	Sistemo__V1__Operation *end = watch_operation(cli, op, &err);
+	cmd_free(op);
+	if (!end)
+		return cli_fail(cli, &err);
+	int status = watch_machine_result(cli, end, verb);
+	cmd_free(end);
+	return status;
+}
+
+/* A local image file is sent as an absolute path: the daemon shares this host. */
+static const char *
+image_arg(struct cli *cli, const char *image)
+{
+	char *abs;
+
+	if (!strchr(image, '/') && !strstr(image, ".ext4"))
+		return image;
+	abs = realpath(image, NULL);
+	if (!abs)
+		return image; /* the daemon says it does not exist */
+	char *copy = arena_strdup(cli->arena, abs);
+	free(abs);
+	return copy;
+}
+
 static int
 run_deploy(struct cli *cli, const struct cmd_args *a)
 {
@@ -202,7 +236,7 @@ run_deploy(struct cli *cli, const struct cmd_args *a)
 	Sistemo__V1__Operation *op = NULL;
 	const char *const *v;
 
-	req.image = a->n_pos ? a->pos[0] : "";
+	req.image = (char *)(a->n_pos ? image_arg(cli, a->pos[0]) : "");
 	req.name = (char *)(cli_flag(a, "name") ?: "");
 	req.network = (char *)(cli_flag(a, "network") ?: "");
 	req.volume = (char *)(cli_flag(a, "volume") ?: "");
@@ -219,7 +253,7 @@ run_deploy(struct cli *cli, const struct cmd_args *a)
 	    parse_policy(a, &policy, &err) < 0)
 		return cli_fail(cli, &err);
 	STUB(c, sistemo__v1__machines__deploy, SVC_MACHINES, Sistemo__V1__Operation, &req, &op);
-	return cmd_finish(cli, c, op, NULL);
+	return finish_operation(cli, op, "is running");
 }
 
 /* start, restart: an operation on one machine. */
@@ -232,7 +266,7 @@ run_start(struct cli *cli, const struct cmd_args *a)
 
 	req.machine = MACHINE_ARG(a);
 	STUB(c, sistemo__v1__machines__start, SVC_MACHINES, Sistemo__V1__Operation, &req, &op);
-	return cmd_finish(cli, c, op, NULL);
+	return finish_operation(cli, op, "is running");
 }
 
 static int
@@ -274,7 +308,7 @@ run_restart(struct cli *cli, const struct cmd_args *a)
 	if (stop_request(a, &req, &err) < 0)
 		return cli_fail(cli, &err);
 	STUB(c, sistemo__v1__machines__restart, SVC_MACHINES, Sistemo__V1__Operation, &req, &op);
-	return cmd_finish(cli, c, op, NULL);
+	return finish_operation(cli, op, "restarted");
 }
 
 static int
@@ -297,20 +331,7 @@ run_delete(struct cli *cli, const struct cmd_args *a)
 static int
 run_logs(struct cli *cli, const struct cmd_args *a)
 {
-	struct rpc_client *c = cli->client;
-	Sistemo__V1__LogsRequest req = SISTEMO__V1__LOGS_REQUEST__INIT;
-	Sistemo__V1__LogsReply *r = NULL;
-
-	req.machine = MACHINE_ARG(a);
-	req.tail_bytes = 1 << 20;
-	req.wait_ms = cli_flag_set(a, "follow") ? 10000 : 0;
-	STUB(c, sistemo__v1__machines__logs, SVC_MACHINES, Sistemo__V1__LogsReply, &req, &r);
-	if (r && cli->output == OUTPUT_TEXT) {
-		fwrite(r->data.data, 1, r->data.len, stdout);
-		cmd_free(r);
-		return 0;
-	}
-	return cmd_finish(cli, c, r, NULL);
+	return watch_logs(cli, MACHINE_ARG(a), cli_flag_set(a, "follow"));
 }
 
 static int
@@ -330,7 +351,11 @@ run_exec(struct cli *cli, const struct cmd_args *a)
 		return cli_fail(cli, &err);
 	req.timeout_sec = timeout;
 	STUB(c, sistemo__v1__machines__exec, SVC_MACHINES, Sistemo__V1__ExecStarted, &req, &r);
-	return cmd_finish(cli, c, r, NULL);
+	if (!r)
+		return cli_fail(cli, rpc_client_error(c));
+	int status = watch_exec(cli, r->exec_id);
+	cmd_free(r);
+	return status;
 }
 
 static int
@@ -344,7 +369,11 @@ run_ssh(struct cli *cli, const struct cmd_args *a)
 	req.tty = true;
 	req.term = getenv("TERM") ?: "xterm-256color";
 	STUB(c, sistemo__v1__machines__exec, SVC_MACHINES, Sistemo__V1__ExecStarted, &req, &r);
-	return cmd_finish(cli, c, r, NULL);
+	if (!r)
+		return cli_fail(cli, rpc_client_error(c));
+	int status = watch_terminal(cli, r->exec_id);
+	cmd_free(r);
+	return status;
 }
 
 static int

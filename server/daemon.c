@@ -1,6 +1,7 @@
 #include "daemon.h"
 
 #include <errno.h>
+#include <time.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,9 +12,14 @@
 #include <unistd.h>
 
 #include "dispatch.h"
+#include "exec.h"
 #include "log.h"
+#include "machine.h"
 #include "macro.h"
+#include "netns.h"
+#include "ops.h"
 #include "rpc_server.h"
+#include "ssh.h"
 #include "store.h"
 
 static const struct service *const all_services[] = {
@@ -128,6 +134,64 @@ start_rpc(struct daemon *d, struct err *err)
 	return 0;
 }
 
+/* The host side of machines: the default bridge from bridge_subnet, the SSH key, KVM. */
+static int
+start_host(struct daemon *d, struct err *err)
+{
+	char why[128];
+	int r;
+
+	snprintf(d->bridge, sizeof(d->bridge), "sistemo0");
+	if (config_parse_cidr(d->cfg.bridge_subnet, 8, 24, &d->bridge_net, &d->bridge_prefix) < 0)
+		return err_set(err, ERR_INVALID, "bridge_subnet", EINVAL, "bad bridge_subnet '%s'",
+			       d->cfg.bridge_subnet);
+	d->kvm = host_kvm_usable(why, sizeof(why));
+	d->tsc_khz = host_tsc_khz();
+	paths_join(&d->paths, "ssh", d->ssh_dir, sizeof(d->ssh_dir));
+	if ((r = ssh_key_ensure(d->ssh_dir, err)) < 0)
+		return err_wrap(err, "ssh key");
+	if ((r = netns_bridge_ensure(d->bridge, d->bridge_net + 1, d->bridge_prefix, err)) < 0)
+		return err_wrap(err, "bridge '%s'", d->bridge);
+	return 0;
+}
+
+static void *
+reconciler_main(void *arg)
+{
+	struct daemon *d = arg;
+	struct timespec next;
+
+	pthread_mutex_lock(&d->stop_lock);
+	while (!d->stopping) {
+		clock_gettime(CLOCK_REALTIME, &next);
+		next.tv_sec += d->cfg.reconciler_interval_sec;
+		while (!d->stopping &&
+		       pthread_cond_timedwait(&d->stop_cond, &d->stop_lock, &next) != ETIMEDOUT)
+			;
+		if (d->stopping)
+			break;
+		pthread_mutex_unlock(&d->stop_lock);
+		machine_reconcile(d);
+		pthread_mutex_lock(&d->stop_lock);
+	}
+	pthread_mutex_unlock(&d->stop_lock);
+	return NULL;
+}
+
+static int
+start_machines(struct daemon *d, struct err *err)
+{
+	int r;
+
+	if ((r = ops_new(d->store, &d->ops, err)) < 0 || (r = execs_new(&d->execs, err)) < 0 ||
+	    (r = machine_recover(d, err)) < 0)
+		return r;
+	if ((r = pthread_create(&d->reconciler, NULL, reconciler_main, d)) != 0)
+		return err_set(err, ERR_INTERNAL, NULL, r, "start the reconciler: %s", strerror(r));
+	d->reconciler_running = true;
+	return 0;
+}
+
 static int
 daemon_start(struct daemon *d, const struct daemon_options *o, struct err *err)
 {
@@ -142,6 +206,8 @@ daemon_start(struct daemon *d, const struct daemon_options *o, struct err *err)
 	if ((r = store_open(d->paths.db, &d->store, err)) < 0)
 		return r;
 	host_probe_vmms(d->paths.data_dir, d->cfg.vmm, d->vmms);
+	if ((r = start_host(d, err)) < 0 || (r = start_machines(d, err)) < 0)
+		return r;
 	if ((r = dispatch_new(all_services, ARRAY_SIZE(all_services), daemon_audit, &d->dispatch,
 			      err)) < 0)
 		return r;
@@ -158,6 +224,15 @@ daemon_stop(struct daemon *d)
 		d->rpc = NULL;
 		unlink(d->paths.socket);
 	}
+	if (d->reconciler_running) {
+		pthread_mutex_lock(&d->stop_lock);
+		d->stopping = true;
+		pthread_cond_broadcast(&d->stop_cond);
+		pthread_mutex_unlock(&d->stop_lock);
+		pthread_join(d->reconciler, NULL);
+	}
+	ops_free(d->ops); /* running operations roll back first */
+	execs_free(d->execs);
 	dispatch_free(d->dispatch);
 	store_close(d->store);
 	if (d->lock_fd >= 0)
@@ -272,7 +347,9 @@ run(struct daemon *d, const struct daemon_options *o, int ready_fd, const char *
 int
 daemon_main(const struct daemon_options *o)
 {
-	struct daemon d = {.lock_fd = -1};
+	struct daemon d = {.lock_fd = -1,
+			   .stop_lock = PTHREAD_MUTEX_INITIALIZER,
+			   .stop_cond = PTHREAD_COND_INITIALIZER};
 	struct err err = {0};
 	char log_path[PATH_MAX] = "stderr";
 	int ready_fd = -1;

@@ -2,6 +2,7 @@
  * (lock, tree, config, database, socket), signal handling and clean shutdown. */
 #pragma once
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -12,6 +13,8 @@
 struct store;
 struct dispatch;
 struct rpc_server;
+struct ops;
+struct execs;
 
 struct daemon {
 	struct paths paths;
@@ -20,8 +23,21 @@ struct daemon {
 	struct dispatch *dispatch;
 	struct rpc_server *rpc;
 	struct vmm_probe vmms[2]; /* probed once at start */
+	struct ops *ops;          /* long operations */
+	struct execs *execs;      /* exec and terminal sessions */
+	char bridge[16];          /* "sistemo0" */
+	uint32_t bridge_net;      /* bridge_subnet's network address, host order */
+	unsigned bridge_prefix;
+	bool kvm;                 /* /dev/kvm can create a VM */
+	unsigned tsc_khz;         /* for TCG guests */
+	char ssh_dir[PATH_MAX];   /* <data dir>/ssh: the key machines trust */
 	int lock_fd;
 	int64_t started_ms;
+	pthread_t reconciler;
+	bool reconciler_running;
+	bool stopping;
+	pthread_mutex_t stop_lock;
+	pthread_cond_t stop_cond;
 };
 
 struct daemon_options {

@@ -46,6 +46,12 @@ host_find_binary(const char *name, const char *data_dir, char *out, size_t size)
 bool
 host_kvm_usable(char *why, size_t size)
 {
+	/* kvm_pvm (pagetable-based VMs) answers every ioctl but boots only PVM-enabled guest
+	 * kernels: Debian's kernels hang or QEMU aborts setting MSRs. */
+	if (access("/sys/module/kvm_pvm", F_OK) == 0) {
+		snprintf(why, size, "/dev/kvm is kvm_pvm, which runs only PVM-enabled guest kernels");
+		return false;
+	}
 	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 
 	if (fd < 0) {

@@ -14,22 +14,26 @@ typedef void (*kit_progress_fn)(void *ud, const char *step, const char *message)
 
 /* What a machine boots. */
 struct kit_kernel {
-	char kernel[PATH_MAX]; /* bzImage/vmlinuz for QEMU */
-	char vmlinux[PATH_MAX];/* uncompressed ELF for Firecracker, "" when absent */
-	char initrd[PATH_MAX]; /* "" when the kernel needs none (the built kernel) */
-	bool built;            /* the kernel from `sistemo kernel build` */
-	char version[64];      /* "6.1.0-56-cloud-amd64" */
+	char kernel[PATH_MAX];  /* bzImage/vmlinuz for QEMU */
+	char vmlinux[PATH_MAX]; /* uncompressed ELF for Firecracker, "" when absent */
+	char initrd[PATH_MAX];  /* "" when the kernel needs none (the built kernel) */
+	bool built;             /* the kernel from `sistemo kernel build` */
+	char version[64];       /* "6.1.0-56-cloud-amd64" */
 };
 
 /* Installs into <data_dir>/kernel: Debian's cloud kernel, taken from the linux-image-*-cloud-amd64
  * package file (apt's cache, as ci/install.sh leaves it; `apt-get download` when missing), never
  * installed on the host; and an initramfs built from busybox-static and the virtio module
- * closure. Idempotent and fast (well under a second) when already installed; `force` rebuilds. */
+ * closure: vmlinuz-<ver>, initrd-<ver>.img, then kit.stamp (written last: its presence means a
+ * complete install). Idempotent and fast (a millisecond) when the stamp matches the newest
+ * package in apt's cache and the current initramfs script; `force` rebuilds. */
 int kit_install(const char *data_dir, bool force, kit_progress_fn progress, void *ud,
 		struct err *err);
 
-/* The kernel to boot: the built kernel when present (<data_dir>/kernel/bzImage-sistemo), else
- * the cloud kernel + initramfs. ERR_PRECONDITION naming 'sistemo install' when neither is. */
+/* The kernel to boot: the built kernel when present (<data_dir>/kernel/bzImage-sistemo, with
+ * vmlinux-sistemo next to it for Firecracker; version read from the bzImage header), else the
+ * cloud kernel + initramfs named by kit.stamp. ERR_PRECONDITION naming 'sistemo install' when
+ * neither is. */
 int kit_kernel_find(const char *data_dir, struct kit_kernel *ret, struct err *err);
 
 /* Builds a built-in image into out_path (an ext4 file, written through a temporary file and
@@ -40,11 +44,15 @@ int kit_image_build(const char *name, const char *out_path, kit_progress_fn prog
 		    struct err *err);
 
 /* Makes a machine's root disk: a reflink or sparse copy of image to dest (never a byte-for-byte
- * copy of holes), grown to size_mb with resize2fs when larger than the image. On failure dest is
- * removed. ERR_INVALID when size_mb is below the image's size. */
+ * copy of holes), grown to size_mb with resize2fs (after e2fsck -fy when resize2fs asks for it)
+ * when larger than the image. Built in a temporary file next to dest and renamed, so dest is
+ * never half-made: on failure nothing is left. ERR_INVALID when size_mb is below the image's
+ * size, ERR_EXISTS when dest exists (never replaced). */
 int kit_rootfs_clone(const char *image, const char *dest, uint64_t size_mb, struct err *err);
 
-/* Injects /sbin/sistemo-init, root's authorized_keys (public_key: one line) and, for systemd
- * images, the ready unit into the ext4 file at rootfs, with debugfs: no mount, and paths
- * resolve inside the image. */
+/* Injects /sbin/sistemo-init, root's authorized_keys (public_key: one line; the file is replaced)
+ * and, for systemd images, the ready unit and its multi-user.target.wants link into the ext4
+ * file at rootfs, with debugfs: no mount, and paths resolve inside the image. A link or file
+ * where /root/.ssh should be is replaced by a directory (0700, root); links on the way to
+ * /sbin or /etc/systemd (merged /usr) are followed, inside the image. Idempotent. */
 int kit_rootfs_inject(const char *rootfs, const char *public_key, struct err *err);

@@ -389,11 +389,13 @@ machine_copy(void *ud, const struct machine_rec *m)
 }
 
 int
-store_machine_get(struct store *s, const char *ref, struct machine_info *ret, struct err *err)
+store_machine_get(struct store *s, const char *ref_in, struct machine_info *ret, struct err *err)
 {
+	char ref[256]; /* ref may point into ret */
 	const struct bind b[] = {TEXT(ref)};
 	struct machine_cb cb = {machine_copy, ret};
 
+	snprintf(ref, sizeof(ref), "%s", ref_in);
 	ret->id[0] = '\0';
 	int r = query(s, "find machine", MACHINE_SELECT "WHERE m.id = ?1 OR m.name = ?1", b,
 		      ARRAY_SIZE(b), machine_row, &cb, err);
@@ -527,6 +529,15 @@ out:
 }
 
 int
+store_machine_set_mac(struct store *s, const char *id, const char *mac, struct err *err)
+{
+	const struct bind b[] = {TEXT(id), TEXT(mac)};
+
+	return query(s, "update machine", "UPDATE machine SET mac = ?2 WHERE id = ?1", b,
+		     ARRAY_SIZE(b), NULL, NULL, err);
+}
+
+int
 store_machine_set_state(struct store *s, const char *id, const char *state, int64_t pid,
 			uint64_t boot_ms, const char *error, struct err *err)
 {
@@ -554,10 +565,13 @@ state_in(const char *state, const char *list)
 }
 
 int
-store_machine_transition(struct store *s, const char *ref, const char *from, const char *to,
+store_machine_transition(struct store *s, const char *ref_in, const char *from, const char *to,
 			 struct machine_info *ret, struct err *err)
 {
+	char ref[256]; /* ref may point into ret */
 	const struct bind b[] = {TEXT(ref), TEXT(to), INT(store_now_ms())};
+
+	snprintf(ref, sizeof(ref), "%s", ref_in);
 	struct machine_cb cb = {machine_copy, ret};
 	int r;
 

@@ -77,6 +77,9 @@ int store_machine_get(struct store *s, const char *ref, struct machine_info *ret
 int store_machine_create(struct store *s, const struct machine_rec *m, uint32_t subnet,
 			 unsigned prefix, char ret_ip[16], struct err *err);
 
+/* Records a machine's MAC address. */
+int store_machine_set_mac(struct store *s, const char *id, const char *mac, struct err *err);
+
 /* Sets a machine's state, VMM pid, last boot time (kept when 0) and error text. */
 int store_machine_set_state(struct store *s, const char *id, const char *state, int64_t pid,
 			    uint64_t boot_ms, const char *error, struct err *err);

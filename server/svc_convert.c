@@ -63,6 +63,32 @@ machine_to_msg(struct arena *a, const struct machine_rec *m)
 	return o;
 }
 
+Sistemo__V1__Machine *
+machine_info_to_msg(struct arena *a, const struct machine_info *m)
+{
+	struct machine_rec r = {
+		.id = m->id,
+		.name = m->name,
+		.state = m->state,
+		.image = m->image,
+		.image_digest = m->image_digest,
+		.network = m->network,
+		.driver = m->driver,
+		.ip = m->ip,
+		.mac = m->mac,
+		.namespace = m->namespace_,
+		.error = m->error,
+		.vcpus = m->vcpus,
+		.memory_mb = m->memory_mb,
+		.storage_mb = m->storage_mb,
+		.boot_ms = m->boot_ms,
+		.pid = m->pid,
+		.created_ms = m->created_ms,
+		.state_changed_ms = m->state_changed_ms,
+	};
+	return machine_to_msg(a, &r);
+}
+
 int
 subnet_gateway(const char *cidr, char *out, size_t size)
 {

@@ -15,5 +15,8 @@ Sistemo__V1__NetworkMode network_mode_from_text(const char *s);
 
 Sistemo__V1__Machine *machine_to_msg(struct arena *a, const struct machine_rec *m);
 
+/* The same from an owned copy. */
+Sistemo__V1__Machine *machine_info_to_msg(struct arena *a, const struct machine_info *m);
+
 /* Fills the gateway of an IPv4 CIDR (network address + 1) into out; -EINVAL if malformed. */
 int subnet_gateway(const char *cidr, char *out, size_t size);

@@ -1,17 +1,31 @@
-/* Machines service. Listing and lookup work now; the lifecycle arrives with real machines. */
+/* Machines service: the adapter between the API messages and machine.c / exec.c. */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "daemon.h"
 #include "dispatch.h"
+#include "exec.h"
+#include "machine.h"
 #include "macro.h"
+#include "ops.h"
 #include "store.h"
 #include "svc_convert.h"
+#include "svc_exec.h"
+#include "sistemo/v1/rpc.pb-c.h"
 
-#define LATER_MACHINES "real machines (issue 3)"
 #define LATER_NET "networking (issue 4)"
 #define LATER_VOLUMES "volumes and images (issue 5)"
 #define LATER_DASHBOARD "the dashboard and its browser terminal"
+#define MAX_WAIT_MS 30000
+#define MAX_LOG_CHUNK (1u << 20)
 
 struct list_ctx {
 	struct arena *a;
@@ -23,12 +37,10 @@ static int
 list_one(void *ud, const struct machine_rec *m)
 {
 	struct list_ctx *x = ud;
-	Sistemo__V1__Machine *o;
 
 	if (x->state && machine_state_from_text(m->state) != x->state)
 		return 0;
-	o = machine_to_msg(x->a, m);
-	arena_append(x->a, &x->out->machines, &x->out->n_machines, o);
+	arena_append(x->a, &x->out->machines, &x->out->n_machines, machine_to_msg(x->a, m));
 	return 0;
 }
 
@@ -46,56 +58,230 @@ machines_list(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret
 	return 0;
 }
 
-struct find_ctx {
-	struct arena *a;
-	const char *ref;
-	Sistemo__V1__Machine *found;
-};
+static int
+reply_machine(struct call *c, const struct machine_info *m, ProtobufCMessage **ret)
+{
+	Sistemo__V1__Machine *msg = machine_info_to_msg(c->arena, m);
+
+	c->target_id = arena_strdup(c->arena, m->id);
+	c->target_name = arena_strdup(c->arena, m->name);
+	*ret = &msg->base;
+	return 0;
+}
 
 static int
-find_one(void *ud, const struct machine_rec *m)
+need_ref(const char *ref, struct err *err)
 {
-	struct find_ctx *x = ud;
-
-	if (!streq(m->name, x->ref) && !streq(m->id, x->ref))
-		return 0;
-	x->found = machine_to_msg(x->a, m);
-	return 1; /* stop */
+	if (!*ref)
+		return err_set(err, ERR_INVALID, "machine", EINVAL,
+			       "a machine name or id is required");
+	return 0;
 }
 
 static int
 machines_get(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret, struct err *err)
 {
 	const Sistemo__V1__MachineRef *req = (const void *)in;
-	struct find_ctx x = {c->arena, req->machine, NULL};
+	struct machine_info m;
 
-	if (!*req->machine)
-		return err_set(err, ERR_INVALID, "machine", EINVAL,
-			       "a machine name or id is required");
-	if (store_machine_list(c->d->store, NULL, find_one, &x, err) < 0)
+	if (need_ref(req->machine, err) < 0 ||
+	    store_machine_get(c->d->store, req->machine, &m, err) < 0)
+		return -EINVAL;
+	return reply_machine(c, &m, ret);
+}
+
+/* --- operations: deploy, start, restart -------------------------------------------------- */
+
+enum job_kind { JOB_DEPLOY, JOB_START, JOB_RESTART };
+
+struct job {
+	struct daemon *d;
+	enum job_kind kind;
+	char name[64], image[PATH_MAX], ref[256];
+	unsigned vcpus, timeout_sec;
+	uint64_t memory_mb, storage_mb;
+};
+
+/* Packs the machine as the operation's result. */
+static void
+set_result(struct op *op, const struct machine_info *m)
+{
+	struct arena *a;
+
+	if (arena_new(&a) < 0)
+		return;
+	Sistemo__V1__Machine *msg = machine_info_to_msg(a, m);
+	size_t len = protobuf_c_message_get_packed_size(&msg->base);
+	uint8_t *buf = arena_alloc(a, len ? len : 1);
+	protobuf_c_message_pack(&msg->base, buf);
+	op_set_result(op, "sistemo.v1.Machine", buf, len);
+	arena_free(a);
+}
+
+static int
+job_work(struct op *op, void *ud, struct err *err)
+{
+	struct job *j = ud;
+	struct machine_info m;
+	struct machine_spec spec = {j->name, j->image, j->vcpus, j->memory_mb, j->storage_mb};
+	int r;
+
+	if (j->kind == JOB_DEPLOY)
+		r = machine_deploy(j->d, &spec, op, &m, err);
+	else if (j->kind == JOB_START)
+		r = machine_start(j->d, j->ref, op, &m, err);
+	else if ((r = machine_stop(j->d, j->ref, j->timeout_sec, false, &m, err)) >= 0)
+		r = machine_start(j->d, j->ref, op, &m, err);
+	if (r >= 0)
+		set_result(op, &m);
+	return r;
+}
+
+static int
+start_job(struct call *c, struct job *j, const char *kind, const char *target,
+	  ProtobufCMessage **ret, struct err *err)
+{
+	Sistemo__V1__Operation *o = arena_msg(c->arena, &sistemo__v1__operation__descriptor);
+	char id[40];
+
+	j->d = c->d;
+	if (ops_start(c->d->ops, kind, target, job_work, j, free, id, err) < 0) {
+		free(j);
 		return -EIO;
-	if (!x.found)
-		return err_set(err, ERR_NOT_FOUND, "machine", ENOENT,
-			       "machine '%s' not found (sistemo machine list shows them)",
-			       req->machine);
-	*ret = &x.found->base;
+	}
+	o->id = arena_strdup(c->arena, id);
+	o->kind = (char *)kind;
+	o->target = arena_strdup(c->arena, target);
+	o->state = SISTEMO__V1__OPERATION_STATE__OPERATION_STATE_RUNNING;
+	o->created_unix_ms = store_now_ms();
+	*ret = &o->base;
+	return 0;
+}
+
+static int
+deploy_unsupported(const Sistemo__V1__DeployRequest *req, struct err *err)
+{
+	if (req->n_ports || req->n_attach || *req->volume ||
+	    (*req->network && !streq(req->network, "default")) ||
+	    (req->policy && (req->policy->n_allow_from || req->policy->n_egress_allow ||
+			     req->policy->network_mode)))
+		return err_set(err, ERR_UNIMPLEMENTED, NULL, ENOSYS,
+			       "deploy with ports, named networks or policies comes with %s; with "
+			       "volumes with %s",
+			       LATER_NET, LATER_VOLUMES);
+	return 0;
+}
+
+static int
+machines_deploy(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret, struct err *err)
+{
+	const Sistemo__V1__DeployRequest *req = (const void *)in;
+	struct machine_spec spec = {req->name, req->image, req->vcpus ? req->vcpus : 2,
+				    req->memory_mb ? req->memory_mb : 512,
+				    req->storage_mb ? req->storage_mb : 2048};
+	struct machine_info existing;
+	struct job *j;
+	char name[64];
+
+	if (deploy_unsupported(req, err) < 0 ||
+	    machine_spec_check(c->d, &spec, name, sizeof(name), err) < 0)
+		return -EINVAL;
+	if (strlen(req->image) >= sizeof(j->image))
+		return err_set(err, ERR_INVALID, "image", ENAMETOOLONG,
+			       "image '%.64s...' is too long", req->image);
+	if (store_machine_get(c->d->store, spec.name, &existing, NULL) == 0)
+		return err_set(err, ERR_EXISTS, "name", EEXIST,
+			       "a machine named '%s' already exists", spec.name);
+	if (!(j = calloc(1, sizeof(*j))))
+		return err_set(err, ERR_INTERNAL, NULL, ENOMEM, "out of memory");
+	*j = (struct job){.kind = JOB_DEPLOY,
+			  .vcpus = spec.vcpus,
+			  .memory_mb = spec.memory_mb,
+			  .storage_mb = spec.storage_mb};
+	snprintf(j->name, sizeof(j->name), "%s", spec.name);
+	snprintf(j->image, sizeof(j->image), "%s", req->image);
+	c->target_name = arena_strdup(c->arena, j->name);
+	return start_job(c, j, "machine.deploy", j->name, ret, err);
+}
+
+static int
+ref_job(struct call *c, const char *ref, enum job_kind kind, unsigned timeout_sec,
+	ProtobufCMessage **ret, struct err *err)
+{
+	struct machine_info m;
+	struct job *j;
+
+	if (need_ref(ref, err) < 0 || store_machine_get(c->d->store, ref, &m, err) < 0)
+		return -EINVAL;
+	if (!(j = calloc(1, sizeof(*j))))
+		return err_set(err, ERR_INTERNAL, NULL, ENOMEM, "out of memory");
+	*j = (struct job){.kind = kind, .timeout_sec = timeout_sec};
+	snprintf(j->ref, sizeof(j->ref), "%s", m.id);
+	c->target_id = arena_strdup(c->arena, m.id);
+	c->target_name = arena_strdup(c->arena, m.name);
+	return start_job(c, j, kind == JOB_START ? "machine.start" : "machine.restart", m.name, ret,
+			 err);
+}
+
+static int
+machines_start(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret, struct err *err)
+{
+	return ref_job(c, ((const Sistemo__V1__MachineRef *)in)->machine, JOB_START, 0, ret, err);
+}
+
+static int
+machines_restart(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret,
+		 struct err *err)
+{
+	const Sistemo__V1__StopRequest *req = (const void *)in;
+
+	return ref_job(c, req->machine, JOB_RESTART, req->timeout_sec, ret, err);
+}
+
+static int
+machines_stop(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret, struct err *err)
+{
+	const Sistemo__V1__StopRequest *req = (const void *)in;
+	struct machine_info m;
+
+	if (need_ref(req->machine, err) < 0 ||
+	    machine_stop(c->d, req->machine, req->timeout_sec, req->force, &m, err) < 0)
+		return -EIO;
+	return reply_machine(c, &m, ret);
+}
+
+static int
+machines_delete(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret, struct err *err)
+{
+	const Sistemo__V1__DeleteMachineRequest *req = (const void *)in;
+	Sistemo__V1__DeleteMachineReply *out =
+		arena_msg(c->arena, &sistemo__v1__delete_machine_reply__descriptor);
+	struct machine_info m;
+
+	if (need_ref(req->machine, err) < 0 || machine_delete(c->d, req->machine, &m, err) < 0)
+		return -EIO;
+	out->id = arena_strdup(c->arena, m.id);
+	out->name = arena_strdup(c->arena, m.name);
+	c->target_id = out->id;
+	c->target_name = out->name;
+	*ret = &out->base;
 	return 0;
 }
 
 static const struct method machine_methods[] = {
-	{"Deploy", NULL, METHOD_MUTATES | METHOD_BLOCKS, LATER_MACHINES},
+	{"Deploy", machines_deploy, METHOD_MUTATES, NULL},
 	{"List", machines_list, 0, NULL},
 	{"Get", machines_get, 0, NULL},
-	{"Start", NULL, METHOD_MUTATES | METHOD_BLOCKS, LATER_MACHINES},
-	{"Stop", NULL, METHOD_MUTATES | METHOD_BLOCKS, LATER_MACHINES},
-	{"Restart", NULL, METHOD_MUTATES | METHOD_BLOCKS, LATER_MACHINES},
-	{"Delete", NULL, METHOD_MUTATES | METHOD_BLOCKS, LATER_MACHINES},
-	{"Logs", NULL, METHOD_BLOCKS, LATER_MACHINES},
-	{"Exec", NULL, METHOD_MUTATES | METHOD_BLOCKS, LATER_MACHINES},
-	{"ExecRead", NULL, METHOD_BLOCKS, LATER_MACHINES},
-	{"ExecWrite", NULL, METHOD_BLOCKS, LATER_MACHINES},
-	{"ExecResize", NULL, 0, LATER_MACHINES},
-	{"ExecSignal", NULL, 0, LATER_MACHINES},
+	{"Start", machines_start, METHOD_MUTATES, NULL},
+	{"Stop", machines_stop, METHOD_MUTATES | METHOD_BLOCKS, NULL},
+	{"Restart", machines_restart, METHOD_MUTATES, NULL},
+	{"Delete", machines_delete, METHOD_MUTATES | METHOD_BLOCKS, NULL},
+	{"Logs", machines_logs, METHOD_BLOCKS, NULL},
+	{"Exec", machines_exec, METHOD_MUTATES | METHOD_BLOCKS, NULL},
+	{"ExecRead", machines_exec_read, METHOD_BLOCKS, NULL},
+	{"ExecWrite", machines_exec_write, METHOD_BLOCKS, NULL},
+	{"ExecResize", machines_exec_resize, METHOD_BLOCKS, NULL},
+	{"ExecSignal", machines_exec_signal, METHOD_BLOCKS, NULL},
 	{"Expose", NULL, METHOD_MUTATES, LATER_NET},
 	{"Unexpose", NULL, METHOD_MUTATES, LATER_NET},
 	{"AttachVolume", NULL, METHOD_MUTATES, LATER_VOLUMES},

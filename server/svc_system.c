@@ -10,12 +10,12 @@
 #include "dispatch.h"
 #include "host.h"
 #include "macro.h"
+#include "ops.h"
+#include "ssh.h"
 #include "store.h"
 #include "sistemo/v1/system.pb-c.h"
 
 #define LATER_AUTH "the dashboard gateway and its authentication"
-#define LATER_OPS "real machines (issue 3), whose deploys are the first long operations"
-#define LATER_KIT "the guest kit of real machines (issue 3), which creates the key"
 
 static int
 system_ping(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret, struct err *err)
@@ -310,21 +310,155 @@ system_history(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **re
 	return 0;
 }
 
+static int
+system_ssh_key(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret, struct err *err)
+{
+	Sistemo__V1__SshKeyReply *out =
+		arena_msg(c->arena, &sistemo__v1__ssh_key_reply__descriptor);
+	char key[1024];
+
+	(void)in;
+	if (ssh_key_public(c->d->ssh_dir, key, sizeof(key), err) < 0)
+		return -EIO;
+	out->public_key = arena_strdup(c->arena, key);
+	out->path = arena_printf(c->arena, "%s/sistemo_key.pub", c->d->ssh_dir);
+	*ret = &out->base;
+	return 0;
+}
+
+static const Sistemo__V1__OperationState op_states[] = {
+	[OP_RUNNING] = SISTEMO__V1__OPERATION_STATE__OPERATION_STATE_RUNNING,
+	[OP_DONE] = SISTEMO__V1__OPERATION_STATE__OPERATION_STATE_DONE,
+	[OP_FAILED] = SISTEMO__V1__OPERATION_STATE__OPERATION_STATE_FAILED,
+	[OP_CANCELLED] = SISTEMO__V1__OPERATION_STATE__OPERATION_STATE_CANCELLED,
+};
+
+static Sistemo__V1__ProgressEvent *
+event_to_msg(struct arena *a, const struct op_event *e)
+{
+	Sistemo__V1__ProgressEvent *m = arena_msg(a, &sistemo__v1__progress_event__descriptor);
+
+	m->seq = e->seq;
+	m->step = arena_strdup(a, e->step);
+	m->message = arena_strdup(a, e->message);
+	m->percent = e->percent;
+	m->time_unix_ms = e->time_ms;
+	return m;
+}
+
+static Sistemo__V1__Operation *
+op_to_msg(struct arena *a, const struct op_view *v)
+{
+	Sistemo__V1__Operation *m = arena_msg(a, &sistemo__v1__operation__descriptor);
+
+	m->id = arena_strdup(a, v->id);
+	m->kind = arena_strdup(a, v->kind);
+	m->target = arena_strdup(a, v->target);
+	m->state = op_states[v->state];
+	for (size_t i = 0; i < v->n_events; i++)
+		arena_append(a, &m->events, &m->n_events, event_to_msg(a, &v->events[i]));
+	if (v->state == OP_FAILED || v->state == OP_CANCELLED) {
+		m->status = arena_msg(a, &sistemo__v1__status__descriptor);
+		m->status->code = (Sistemo__V1__Code)v->status.code;
+		m->status->message = arena_strdup(a, v->status.msg);
+		m->status->field = arena_strdup(a, v->status.field);
+	}
+	m->result_type = arena_strdup(a, v->result_type);
+	m->result.len = v->result_len;
+	m->result.data = v->result_len ? arena_alloc(a, v->result_len) : NULL;
+	if (v->result_len)
+		memcpy(m->result.data, v->result, v->result_len);
+	m->created_unix_ms = v->created_ms;
+	m->finished_unix_ms = v->finished_ms;
+	return m;
+}
+
+static int
+reply_op(struct call *c, const char *id, uint64_t after_seq, unsigned wait_ms,
+	 ProtobufCMessage **ret, struct err *err)
+{
+	struct op_view v;
+
+	if (!*id)
+		return err_set(err, ERR_INVALID, "id", EINVAL, "an operation id is required");
+	if (ops_watch(c->d->ops, id, after_seq, wait_ms, &v, err) < 0)
+		return -EIO;
+	*ret = &op_to_msg(c->arena, &v)->base;
+	op_view_free(&v);
+	return 0;
+}
+
+static int
+system_get_operation(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret,
+		     struct err *err)
+{
+	return reply_op(c, ((const Sistemo__V1__OperationRef *)in)->id, 0, 0, ret, err);
+}
+
+static int
+system_watch_operation(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret,
+		       struct err *err)
+{
+	const Sistemo__V1__WatchOperationRequest *req = (const void *)in;
+
+	return reply_op(c, req->id, req->after_seq, req->wait_ms, ret, err);
+}
+
+static int
+system_cancel_operation(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret,
+			struct err *err)
+{
+	const Sistemo__V1__OperationRef *req = (const void *)in;
+
+	if (ops_cancel(c->d->ops, req->id, err) < 0)
+		return -EIO;
+	return reply_op(c, req->id, UINT64_MAX, 0, ret, err);
+}
+
+struct ops_ctx {
+	struct arena *a;
+	Sistemo__V1__ListOperationsReply *out;
+};
+
+static int
+list_op(void *ud, const struct op_view *v)
+{
+	struct ops_ctx *x = ud;
+
+	arena_append(x->a, &x->out->operations, &x->out->n_operations, op_to_msg(x->a, v));
+	return 0;
+}
+
+static int
+system_list_operations(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret,
+		       struct err *err)
+{
+	const Sistemo__V1__ListOperationsRequest *req = (const void *)in;
+	Sistemo__V1__ListOperationsReply *out =
+		arena_msg(c->arena, &sistemo__v1__list_operations_reply__descriptor);
+	struct ops_ctx x = {c->arena, out};
+
+	(void)err;
+	ops_list(c->d->ops, req->all, list_op, &x);
+	*ret = &out->base;
+	return 0;
+}
+
 static const struct method system_methods[] = {
 	{"Ping", system_ping, 0, NULL},
 	{"Info", system_info, 0, NULL},
 	{"Doctor", system_doctor, 0, NULL},
 	{"Config", system_config, 0, NULL},
 	{"History", system_history, 0, NULL},
-	{"SshKey", NULL, 0, LATER_KIT},
+	{"SshKey", system_ssh_key, 0, NULL},
 	{"AuthStatus", NULL, 0, LATER_AUTH},
 	{"AuthSetup", NULL, METHOD_MUTATES, LATER_AUTH},
 	{"Login", NULL, METHOD_MUTATES, LATER_AUTH},
 	{"ResetPassword", NULL, METHOD_MUTATES, LATER_AUTH},
-	{"GetOperation", NULL, 0, LATER_OPS},
-	{"WatchOperation", NULL, METHOD_BLOCKS, LATER_OPS},
-	{"ListOperations", NULL, 0, LATER_OPS},
-	{"CancelOperation", NULL, METHOD_MUTATES, LATER_OPS},
+	{"GetOperation", system_get_operation, 0, NULL},
+	{"WatchOperation", system_watch_operation, METHOD_BLOCKS, NULL},
+	{"ListOperations", system_list_operations, 0, NULL},
+	{"CancelOperation", system_cancel_operation, METHOD_MUTATES, NULL},
 };
 
 const struct service service_system =

@@ -20,6 +20,11 @@ if [ -z "${SISTEMO_IN_NS:-}" ]; then
 	exec unshare --net --mount --propagation private --fork bash "$0" "$@"
 fi
 
+# Namespaces the daemon names under /run/netns stay in this mount namespace.
+mkdir -p /run/netns
+mount -t tmpfs -o mode=0755 tmpfs /run/netns
+ip link set lo up
+
 TEST_DIR=$(mktemp -d /tmp/sistemo-it.XXXXXX)
 export SISTEMO_DATA_DIR="$TEST_DIR/data"
 DAEMON_PID=
@@ -42,9 +47,16 @@ stop_daemon() {
 	DAEMON_PID=
 }
 
+# VMMs outlive a daemon on purpose; a test stops its own by PID.
+kill_vmms() {
+	local p
+	for p in $(pgrep -f "$SISTEMO_DATA_DIR/vms/" || true); do kill -9 "$p" 2>/dev/null || true; done
+}
+
 cleanup() {
 	local rc=$?
 	stop_daemon
+	kill_vmms
 	if [ $rc -ne 0 ] && [ -f "$TEST_DIR/daemon.log" ]; then
 		echo "--- daemon log ---"; tail -n 40 "$TEST_DIR/daemon.log"
 	fi

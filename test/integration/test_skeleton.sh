@@ -82,9 +82,9 @@ expect_in "$ERR" "machine 'nope' not found" "not found message"
 ok "machine list, network list and not-found"
 
 # --- later capabilities answer UNIMPLEMENTED and are audited ---------------------------
-run sistemo machine deploy tiny --name web
-expect_rc 9 "deploy (not yet)"
-expect_in "$ERR" "it comes with real machines" "unimplemented names the capability"
+run sistemo machine unexpose web --port 80
+expect_rc 9 "unexpose (not yet)"
+expect_in "$ERR" "it comes with networking" "unimplemented names the capability"
 run sistemo machine deploy tiny --memory 12X
 expect_rc 2 "bad size"
 expect_in "$ERR" "'12X'" "bad size named"
@@ -95,15 +95,15 @@ expect_rc 9 "network create (not yet)"
 run sistemo history -o json
 expect_rc 0 "history"
 expect_eq "$(jq -r '.entries[0].action' <<<"$OUT")" network.create "newest first"
-expect_eq "$(jq -r '.entries[1].action' <<<"$OUT")" machine.deploy "deploy audited"
+expect_eq "$(jq -r '.entries[1].action' <<<"$OUT")" machine.unexpose "unexpose audited"
 expect_eq "$(jq -r '.entries[1].actor' <<<"$OUT")" uid:0 "actor is the peer uid"
 expect_eq "$(jq -r '.entries[1].target_name' <<<"$OUT")" web "target"
 expect_eq "$(jq -r '.entries[1].success' <<<"$OUT")" false "outcome"
-expect_eq "$(db "SELECT count(*) FROM audit WHERE action='machine.deploy' AND success=0")" 1 "audit row in the database"
+expect_eq "$(db "SELECT count(*) FROM audit WHERE action='machine.unexpose' AND success=0")" 1 "audit row in the database"
 expect_eq "$(db "PRAGMA journal_mode")" wal "database in WAL mode"
 expect_eq "$(db "PRAGMA user_version")" "$(jq -r .schema_version <<<"$(sistemo system info -o json)")" "schema version"
-run sistemo history --action machine.deploy
-expect_in "$OUT" "machine.deploy" "history filter"
+run sistemo history --action machine.unexpose
+expect_in "$OUT" "machine.unexpose" "history filter"
 ok "mutating calls audited (who, what, target, outcome) and read back from SQLite"
 
 # --- completion -------------------------------------------------------------------------

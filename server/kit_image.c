@@ -1,0 +1,303 @@
+#include "kit_image.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "host.h"
+#include "kit.h"
+#include "kit_run.h"
+#include "kit_scripts.h"
+#include "kit_tree.h"
+#include "log.h"
+#include "macro.h"
+
+#define TINY_LABEL "sistemo-tiny"
+#define IMAGE_MIN_MB 64
+#define IMAGE_HEADROOM_MB 56
+
+static const struct {
+	const char *path;
+	mode_t mode;
+} tiny_dirs[] = {
+	{"bin", 0755},      {"sbin", 0755},  {"usr/bin", 0755},      {"usr/sbin", 0755},
+	{"lib", 0755},      {"lib64", 0755}, {"etc/dropbear", 0755}, {"etc/init.d", 0755},
+	{"etc/acpi", 0755}, {"proc", 0555},  {"sys", 0555},          {"dev", 0755},
+	{"run", 0755},      {"tmp", 01777},  {"var/log", 0755},      {"mnt", 0755},
+	{"home", 0755},     {"root", 0700},  {"root/.ssh", 0700},
+};
+
+static const struct {
+	const char *path, *target;
+} tiny_links[] = {
+	{"var/run", "../run"},
+	{"etc/mtab", "../proc/self/mounts"},
+};
+
+/* The host programs copied into the tiny image, and where they go. */
+static const struct {
+	const char *name, *dest;
+} tiny_programs[] = {
+	{"dropbear", "usr/sbin/dropbear"},
+	{"dropbearkey", "usr/bin/dropbearkey"},
+};
+
+static int
+tree_error(struct err *err, const char *path, int r)
+{
+	return err_set(err, ERR_INTERNAL, NULL, -r, "image tree: '%s': %s", path, strerror(-r));
+}
+
+int
+kit_image_busybox_applets(struct strbuf *out, struct err *err)
+{
+	const char *argv[] = {KIT_BUSYBOX, "--list-full", NULL};
+	struct kit_cmd cmd = {.argv = argv};
+
+	if (!kit_tree_elf_static(KIT_BUSYBOX))
+		return err_set(err, ERR_PRECONDITION, NULL, ENOENT,
+			       "no static '" KIT_BUSYBOX "' (apt-get install busybox-static)");
+	return kit_run_ok(&cmd, out, err);
+}
+
+/* Makes the parent directories of a relative path (0755). */
+static int
+tree_parents(int root, const char *path)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+
+	if (!slash)
+		return 0;
+	snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	return kit_tree_mkdir(root, dir, 0755);
+}
+
+/* bin/busybox and every applet as a relative link to it (sbin/init -> ../bin/busybox). */
+static int
+tree_busybox(int root, struct err *err)
+{
+	cleanup_strbuf struct strbuf list = {0};
+	char *save = NULL, target[PATH_MAX];
+	int r = kit_image_busybox_applets(&list, err);
+
+	if (r < 0)
+		return r;
+	if ((r = kit_tree_copy(root, "bin/busybox", 0755, KIT_BUSYBOX)) < 0)
+		return tree_error(err, "bin/busybox", r);
+	for (char *l = strtok_r(list.data, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+		if (streq(l, "bin/busybox") || streq(l, "linuxrc"))
+			continue;
+		r = kit_tree_relative(l, "bin/busybox", target, sizeof(target));
+		if (r == 0)
+			r = tree_parents(root, l);
+		if (r == 0)
+			r = kit_tree_symlink(root, l, target);
+		if (r < 0)
+			return tree_error(err, l, r);
+	}
+	return 0;
+}
+
+/* The absolute library path on one ldd line, or NULL (the vDSO): "\tlibz.so.1 =>
+ * /lib/x86_64-linux-gnu/libz.so.1 (0x...)" or "\t/lib64/ld-linux-x86-64.so.2 (0x...)". */
+static char *
+ldd_path(char *line, bool *ret_missing)
+{
+	char *arrow = strstr(line, "=> "), *p = arrow ? arrow + 3 : line;
+
+	*ret_missing = strstr(line, "not found") != NULL;
+	p += strspn(p, " \t");
+	if (*p != '/')
+		return NULL;
+	p[strcspn(p, " \t(")] = '\0';
+	return p;
+}
+
+/* The shared libraries (and the loader) a program needs, copied to the same paths. */
+static int
+tree_libraries(int root, const char *program, struct err *err)
+{
+	const char *argv[] = {"ldd", program, NULL};
+	struct kit_cmd cmd = {.argv = argv};
+	cleanup_strbuf struct strbuf out = {0};
+	char *save = NULL;
+	bool missing;
+	int r = kit_run_ok(&cmd, &out, err);
+
+	if (r < 0)
+		return r;
+	for (char *l = strtok_r(out.data, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+		const char *lib = ldd_path(l, &missing);
+		if (missing)
+			return err_set(err, ERR_PRECONDITION, NULL, ENOENT, "'%s': library %s",
+				       program, l + strspn(l, " \t"));
+		if (!lib)
+			continue;
+		r = tree_parents(root, lib + 1);
+		if (r == 0)
+			r = kit_tree_copy(root, lib + 1, 0755, lib);
+		if (r < 0 && r != -EEXIST)
+			return tree_error(err, lib + 1, r);
+	}
+	return 0;
+}
+
+static int
+tree_programs(int root, struct err *err)
+{
+	char path[PATH_MAX];
+
+	for (size_t i = 0; i < ARRAY_SIZE(tiny_programs); i++) {
+		if (host_find_binary(tiny_programs[i].name, NULL, path, sizeof(path)) < 0)
+			return err_set(err, ERR_PRECONDITION, NULL, ENOENT,
+				       "'%s' not found (apt-get install dropbear-bin)",
+				       tiny_programs[i].name);
+		int r = kit_tree_copy(root, tiny_programs[i].dest, 0755, path);
+		if (r < 0)
+			return tree_error(err, tiny_programs[i].dest, r);
+		if ((r = tree_libraries(root, path, err)) < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int
+tree_skeleton(int root, struct err *err)
+{
+	int r;
+
+	for (size_t i = 0; i < ARRAY_SIZE(tiny_dirs); i++)
+		if ((r = kit_tree_mkdir(root, tiny_dirs[i].path, tiny_dirs[i].mode)) < 0)
+			return tree_error(err, tiny_dirs[i].path, r);
+	for (size_t i = 0; i < ARRAY_SIZE(tiny_links); i++)
+		if ((r = kit_tree_symlink(root, tiny_links[i].path, tiny_links[i].target)) < 0)
+			return tree_error(err, tiny_links[i].path, r);
+	for (size_t i = 0; i < kit_tiny_files_count; i++) {
+		const struct kit_file *f = &kit_tiny_files[i];
+		r = tree_parents(root, f->path);
+		if (r == 0)
+			r = kit_tree_write(root, f->path, f->mode, f->data, strlen(f->data));
+		if (r < 0)
+			return tree_error(err, f->path, r);
+	}
+	return 0;
+}
+
+int
+kit_image_tiny_tree(int root, struct err *err)
+{
+	int r = tree_skeleton(root, err);
+
+	if (r == 0)
+		r = tree_busybox(root, err);
+	if (r == 0)
+		r = tree_programs(root, err);
+	return r;
+}
+
+static void report(kit_progress_fn progress, void *ud, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void
+report(kit_progress_fn progress, void *ud, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_debug("kit: image: %s", msg);
+	if (progress)
+		progress(ud, "image", msg);
+}
+
+/* mkfs.ext4 -d: no mount, no loop device. 4 KiB blocks and 256-byte inodes whatever the size,
+ * so a disk grown later by resize2fs is an ordinary ext4. */
+static int
+mkfs(const char *tree, const char *file, uint64_t size_mb, struct err *err)
+{
+	char size[32];
+	const char *argv[] = {"mkfs.ext4", "-q", "-F",    "-L", TINY_LABEL, "-b", "4096", "-I",
+			      "256",       "-i", "16384", "-d", tree,       file, size,   NULL};
+	struct kit_cmd cmd = {.argv = argv, .timeout_ms = 300000};
+
+	snprintf(size, sizeof(size), "%lluM", (unsigned long long)size_mb);
+	return kit_run_ok(&cmd, NULL, err);
+}
+
+struct build {
+	char tmp[PATH_MAX - 32]; /* <dir of out_path>/.image-XXXXXX */
+	char tree[PATH_MAX];
+	char file[PATH_MAX];
+};
+
+static int
+build_tiny(struct build *b, const char *out_path, kit_progress_fn progress, void *ud,
+	   struct err *err)
+{
+	cleanup_close int root = -1;
+	uint64_t bytes = 0, size_mb;
+	int r;
+
+	report(progress, ud, "staging busybox and dropbear");
+	if (mkdir(b->tree, 0755) < 0 ||
+	    (root = open(b->tree, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return err_set(err, ERR_INTERNAL, NULL, errno, "'%s': %s", b->tree,
+			       strerror(errno));
+	if ((r = kit_image_tiny_tree(root, err)) < 0)
+		return r;
+	if ((r = kit_tree_usage(b->tree, &bytes)) < 0)
+		return tree_error(err, b->tree, r);
+	size_mb = (bytes + (1u << 20) - 1) / (1u << 20) + IMAGE_HEADROOM_MB;
+	size_mb = size_mb < IMAGE_MIN_MB ? IMAGE_MIN_MB : size_mb;
+	report(progress, ud, "mkfs.ext4 (%llu MB)", (unsigned long long)size_mb);
+	if ((r = mkfs(b->tree, b->file, size_mb, err)) < 0)
+		return r;
+	if (chmod(b->file, 0644) < 0 || rename(b->file, out_path) < 0)
+		return err_set(err, ERR_INTERNAL, NULL, errno, "install '%s': %s", out_path,
+			       strerror(errno));
+	report(progress, ud, "built 'tiny' (%llu MB)", (unsigned long long)size_mb);
+	return 0;
+}
+
+int
+kit_image_build(const char *name, const char *out_path, kit_progress_fn progress, void *ud,
+		struct err *err)
+{
+	struct build b;
+	const char *slash = strrchr(out_path, '/');
+	int r;
+
+	if (!streq(name, "tiny"))
+		return err_set(err, ERR_NOT_FOUND, "name", ENOENT,
+			       "no built-in image '%s' (built-in: tiny)", name);
+	if (snprintf(b.tmp, sizeof(b.tmp), "%.*s.image-XXXXXX",
+		     slash ? (int)(slash - out_path) + 1 : 0, out_path) >= (int)sizeof(b.tmp))
+		return err_set(err, ERR_INVALID, NULL, ENAMETOOLONG, "path '%s' too long",
+			       out_path);
+	/* the images folder of a fresh data dir */
+	if (slash && slash != out_path) {
+		snprintf(b.tree, sizeof(b.tree), "%.*s", (int)(slash - out_path), out_path);
+		if (mkdir(b.tree, 0755) < 0 && errno != EEXIST)
+			return err_set(err, ERR_INTERNAL, NULL, errno, "mkdir '%s': %s", b.tree,
+				       strerror(errno));
+	}
+	if (!mkdtemp(b.tmp))
+		return err_set(err, ERR_INTERNAL, NULL, errno, "mkdtemp '%s': %s", b.tmp,
+			       strerror(errno));
+	snprintf(b.tree, sizeof(b.tree), "%s/tree", b.tmp);
+	snprintf(b.file, sizeof(b.file), "%s/image.ext4", b.tmp);
+	r = build_tiny(&b, out_path, progress, ud, err);
+	int rr = kit_tree_remove(b.tmp);
+	if (rr < 0)
+		log_warn("kit: remove '%s': %s", b.tmp, strerror(-rr));
+	return r < 0 ? err_wrap(err, "image 'tiny'") : 0;
+}

@@ -1,0 +1,583 @@
+#include "machine.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "host.h"
+#include "kit.h"
+#include "log.h"
+#include "macro.h"
+#include "netns.h"
+#include "ops.h"
+#include "ssh.h"
+#include "uuid.h"
+#include "vmm.h"
+
+#define STOP_GRACE_MS 30000
+
+static const char *const builtin_images[] = {"tiny"};
+
+void
+machine_run_dir(const struct daemon *d, const char *id, char *buf, size_t size)
+{
+	char rel[64];
+
+	snprintf(rel, sizeof(rel), "vms/%.40s", id);
+	paths_join(&d->paths, rel, buf, size);
+}
+
+static void
+progress(struct op *op, const char *step, unsigned percent, const char *msg)
+{
+	if (op)
+		op_progress(op, step, percent, "%s", msg);
+}
+
+static int
+check_name(const char *name, struct err *err)
+{
+	size_t n = strlen(name);
+	bool ok = n > 0 && n <= 63 && isalnum((unsigned char)name[0]);
+
+	for (size_t i = 0; ok && i < n; i++)
+		ok = islower((unsigned char)name[i]) || isdigit((unsigned char)name[i]) ||
+		     name[i] == '-';
+	if (!ok)
+		return err_set(
+			err, ERR_INVALID, "name", EINVAL,
+			"invalid machine name '%.80s': use 1 to 63 lowercase letters, digits "
+			"and '-', starting with a letter or digit",
+			name);
+	return 0;
+}
+
+/* "tiny" -> "tiny"; "/srv/images/My_App.ext4" -> "my-app". */
+static void
+name_from_image(const char *image, char *buf, size_t size)
+{
+	const char *base = strrchr(image, '/') ? strrchr(image, '/') + 1 : image;
+	size_t o = 0;
+
+	for (size_t i = 0; base[i] && base[i] != '.' && base[i] != ':' && o + 1 < size && o < 63;
+	     i++)
+		buf[o++] = isalnum((unsigned char)base[i]) ? (char)tolower((unsigned char)base[i])
+							   : '-';
+	buf[o] = '\0';
+}
+
+static int
+check_resources(const struct daemon *d, const struct machine_spec *s, struct err *err)
+{
+	const struct config *c = &d->cfg;
+
+	if (s->vcpus < 1 || s->vcpus > c->max_vcpus)
+		return err_set(err, ERR_INVALID, "vcpus", EINVAL,
+			       "vcpus %u is out of range: 1 to %u (max_vcpus)", s->vcpus,
+			       c->max_vcpus);
+	if (s->memory_mb < 128 || s->memory_mb > c->max_memory_mb)
+		return err_set(err, ERR_INVALID, "memory_mb", EINVAL,
+			       "memory %llu MB is out of range: 128 to %llu MB (max_memory_mb)",
+			       (unsigned long long)s->memory_mb,
+			       (unsigned long long)c->max_memory_mb);
+	if (s->storage_mb < 64 || s->storage_mb > c->max_storage_mb)
+		return err_set(err, ERR_INVALID, "storage_mb", EINVAL,
+			       "storage %llu MB is out of range: 64 to %llu MB (max_storage_mb)",
+			       (unsigned long long)s->storage_mb,
+			       (unsigned long long)c->max_storage_mb);
+	return 0;
+}
+
+int
+machine_spec_check(const struct daemon *d, struct machine_spec *spec, char *name_buf,
+		   size_t name_size, struct err *err)
+{
+	if (!spec->image || !*spec->image)
+		return err_set(err, ERR_INVALID, "image", EINVAL,
+			       "an image is required (built-in: tiny)");
+	if (!spec->name || !*spec->name) {
+		name_from_image(spec->image, name_buf, name_size);
+		spec->name = name_buf;
+	}
+	int r = check_name(spec->name, err);
+	return r < 0 ? r : check_resources(d, spec, err);
+}
+
+/* The image file to clone: a built-in (built on first use) or an existing ext4 file. */
+static int
+resolve_image(struct daemon *d, const char *image, struct op *op, char *path, size_t size,
+	      struct err *err)
+{
+	struct stat st;
+
+	if (image[0] == '/') {
+		if (stat(image, &st) < 0 || !S_ISREG(st.st_mode))
+			return err_set(err, ERR_NOT_FOUND, "image", ENOENT,
+				       "image file '%s' not found", image);
+		snprintf(path, size, "%s", image);
+		return 0;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(builtin_images); i++) {
+		if (!streq(image, builtin_images[i]))
+			continue;
+		char rel[64];
+		snprintf(rel, sizeof(rel), "images/%s.ext4", builtin_images[i]);
+		paths_join(&d->paths, rel, path, size);
+		if (stat(path, &st) == 0)
+			return 0;
+		progress(op, "image", 5, "building the built-in image 'tiny'");
+		return kit_image_build(image, path, NULL, NULL, err);
+	}
+	return err_set(err, ERR_NOT_FOUND, "image", ENOENT,
+		       "unknown image '%s': built-in images are: tiny; or give the absolute path "
+		       "of an ext4 file",
+		       image);
+}
+
+static int
+find_kernel(struct daemon *d, struct op *op, struct kit_kernel *k, struct err *err)
+{
+	struct err probe = {0};
+
+	if (kit_kernel_find(d->paths.data_dir, k, &probe) == 0)
+		return 0;
+	progress(op, "kernel", 3, "installing the guest kernel and initramfs");
+	int r = kit_install(d->paths.data_dir, false, NULL, NULL, err);
+	return r < 0 ? r : kit_kernel_find(d->paths.data_dir, k, err);
+}
+
+static void
+netmask_text(unsigned prefix, char out[16])
+{
+	struct in_addr a = {.s_addr = htonl(prefix ? ~0u << (32 - prefix) : 0)};
+
+	inet_ntop(AF_INET, &a, out, 16);
+}
+
+static void
+cmdline_for(const struct daemon *d, const struct machine_info *m, char *buf, size_t size)
+{
+	char gw[16], mask[16];
+	struct in_addr a = {.s_addr = htonl(d->bridge_net + 1)};
+	int n;
+
+	inet_ntop(AF_INET, &a, gw, sizeof(gw));
+	netmask_text(d->bridge_prefix, mask);
+	n = snprintf(buf, size,
+		     "console=ttyS0 reboot=k panic=-1 root=/dev/vda rw rootfstype=ext4 "
+		     "net.ifnames=0 ip=%s::%s:%s:%s:eth0:off init=/sbin/sistemo-init "
+		     "sistemo.name=%s",
+		     m->ip, gw, mask, m->name, m->name);
+	if (!d->kvm && d->tsc_khz && n > 0 && (size_t)n < size)
+		snprintf(buf + n, size - (size_t)n, " tsc_early_khz=%u", d->tsc_khz);
+}
+
+/* Boots the machine's VMM in its namespace and waits for the guest; pid and boot time out. */
+static int
+boot(struct daemon *d, const struct machine_info *m, struct op *op, pid_t *ret_pid,
+     uint64_t *ret_boot_ms, struct err *err)
+{
+	struct netns_names nn;
+	struct kit_kernel k;
+	char run_dir[PATH_MAX], rootfs[PATH_MAX + 16], cmdline[1024];
+	const struct vmm_driver *drv = vmm_driver_find(m->driver);
+	int r;
+
+	if (!drv)
+		return err_set(err, ERR_PRECONDITION, NULL, ENOENT, "unknown VMM driver '%s'",
+			       m->driver);
+	if ((r = find_kernel(d, op, &k, err)) < 0)
+		return r;
+	netns_names_for(m->id, &nn);
+	machine_run_dir(d, m->id, run_dir, sizeof(run_dir));
+	snprintf(rootfs, sizeof(rootfs), "%s/rootfs.ext4", run_dir);
+	cmdline_for(d, m, cmdline, sizeof(cmdline));
+	struct vmm_config cfg = {
+		.id = m->id,
+		.name = m->name,
+		.vcpus = m->vcpus,
+		.memory_mb = m->memory_mb,
+		.kernel = streq(drv->name, "firecracker") ? k.vmlinux : k.kernel,
+		.initrd = k.initrd,
+		.cmdline = cmdline,
+		.rootfs = rootfs,
+		.tap = nn.tap,
+		.mac = m->mac,
+		.netns_path = nn.ns_path,
+		.run_dir = run_dir,
+		.kvm = d->kvm,
+	};
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	progress(op, "boot", 70, "starting the VMM");
+	if ((r = drv->start(&cfg, ret_pid, err)) < 0)
+		return err_wrap(err, "start %s", drv->name);
+	progress(op, "boot", 80, "waiting for the guest");
+	if ((r = vmm_wait_ready(run_dir, *ret_pid, d->cfg.ssh_timeout_sec * 1000, err)) < 0) {
+		bool clean;
+		vmm_stop(drv, run_dir, *ret_pid, 0, &clean, NULL);
+		return err_wrap(err, "boot");
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	*ret_boot_ms =
+		(uint64_t)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+	return 0;
+}
+
+static int
+remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	return remove(path) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+static void
+remove_tree(const char *dir)
+{
+	if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) < 0 && errno != ENOENT)
+		log_warn("remove '%s': %s", dir, strerror(errno));
+}
+
+/* Root disk: clone the image, grow it, inject the init and the key. */
+static int
+make_disk(struct daemon *d, const struct machine_spec *spec, const struct machine_info *m,
+	  struct op *op, struct err *err)
+{
+	char image[PATH_MAX], run_dir[PATH_MAX], rootfs[PATH_MAX + 16], key[1024];
+	int r;
+
+	if ((r = resolve_image(d, spec->image, op, image, sizeof(image), err)) < 0)
+		return r;
+	machine_run_dir(d, m->id, run_dir, sizeof(run_dir));
+	if (mkdir(run_dir, 0700) < 0)
+		return err_set(err, ERR_INTERNAL, NULL, errno, "create '%s': %s", run_dir,
+			       strerror(errno));
+	snprintf(rootfs, sizeof(rootfs), "%s/rootfs.ext4", run_dir);
+	progress(op, "disk", 30, "copying the root disk");
+	if ((r = kit_rootfs_clone(image, rootfs, spec->storage_mb, err)) < 0)
+		return err_wrap(err, "root disk");
+	progress(op, "disk", 50, "injecting the sistemo init and SSH key");
+	if ((r = ssh_key_public(d->ssh_dir, key, sizeof(key), err)) < 0 ||
+	    (r = kit_rootfs_inject(rootfs, key, err)) < 0)
+		return err_wrap(err, "inject");
+	return 0;
+}
+
+static int
+record(struct daemon *d, const struct machine_spec *spec, struct machine_info *m, struct err *err)
+{
+	struct netns_names nn;
+	struct in_addr a;
+	char id[37], ip[16];
+	const char *driver = d->vmms[1].is_default ? "firecracker" : "qemu";
+
+	uuid_generate_text(id);
+	netns_names_for(id, &nn);
+	struct machine_rec rec = {.id = id,
+				  .name = spec->name,
+				  .image = spec->image,
+				  .driver = driver,
+				  .vcpus = spec->vcpus,
+				  .memory_mb = spec->memory_mb,
+				  .storage_mb = spec->storage_mb,
+				  .mac = "",
+				  .namespace = nn.ns,
+				  .network = "default"};
+	int r = store_machine_create(d->store, &rec, d->bridge_net, d->bridge_prefix, ip, err);
+	if (r < 0)
+		return r;
+	/* A MAC derived from the IP: stable across boots, so no neighbour goes stale. */
+	if (inet_pton(AF_INET, ip, &a) != 1)
+		return err_set(err, ERR_INTERNAL, NULL, EINVAL, "allocated a bad address '%s'", ip);
+	char mac[18];
+	vmm_mac_for_ip(ntohl(a.s_addr), mac);
+	if ((r = store_machine_set_mac(d->store, id, mac, err)) < 0)
+		return r;
+	return store_machine_get(d->store, id, m, err);
+}
+
+/* Undoes a deploy from the step it reached, in reverse. */
+static void
+deploy_rollback(struct daemon *d, const struct machine_info *m, int reached)
+{
+	struct netns_names nn;
+	struct err err = {0};
+	char run_dir[PATH_MAX];
+
+	netns_names_for(m->id, &nn);
+	machine_run_dir(d, m->id, run_dir, sizeof(run_dir));
+	if (reached >= 3 && netns_machine_delete(&nn, &err) < 0)
+		log_warn("rollback of '%s': %s", m->name, err.msg);
+	if (reached >= 2)
+		remove_tree(run_dir);
+	if (reached >= 1 && store_machine_delete(d->store, m->id, &err) < 0)
+		log_warn("rollback of '%s': %s", m->name, err.msg);
+}
+
+static int
+cancelled(struct op *op, struct err *err)
+{
+	if (op && op_cancelled(op))
+		return err_set(err, ERR_CANCELLED, NULL, ECANCELED, "cancelled");
+	return 0;
+}
+
+int
+machine_deploy(struct daemon *d, const struct machine_spec *spec, struct op *op,
+	       struct machine_info *ret, struct err *err)
+{
+	struct netns_names nn;
+	int reached = 0, r;
+	pid_t pid = 0;
+	uint64_t boot_ms = 0;
+
+	progress(op, "record", 1, "recording the machine");
+	if ((r = record(d, spec, ret, err)) < 0)
+		return r;
+	reached = 1;
+	netns_names_for(ret->id, &nn);
+	if ((r = cancelled(op, err)) < 0 || (reached = 2, r = make_disk(d, spec, ret, op, err)) < 0)
+		goto fail;
+	progress(op, "network", 60, "creating the network namespace");
+	if ((r = cancelled(op, err)) < 0 ||
+	    (reached = 3, r = netns_machine_create(&nn, d->bridge, err)) < 0)
+		goto fail;
+	if ((r = cancelled(op, err)) < 0 || (r = boot(d, ret, op, &pid, &boot_ms, err)) < 0)
+		goto fail;
+	if ((r = store_machine_set_state(d->store, ret->id, "running", pid, boot_ms, "", err)) < 0)
+		goto fail;
+	progress(op, "ready", 100, "running");
+	return store_machine_get(d->store, ret->id, ret, err);
+fail:
+	if (pid > 0) {
+		char run_dir[PATH_MAX];
+		bool clean;
+		machine_run_dir(d, ret->id, run_dir, sizeof(run_dir));
+		vmm_stop(vmm_driver_find(ret->driver), run_dir, pid, 0, &clean, NULL);
+	}
+	deploy_rollback(d, ret, reached);
+	return r;
+}
+
+int
+machine_start(struct daemon *d, const char *ref, struct op *op, struct machine_info *ret,
+	      struct err *err)
+{
+	struct netns_names nn;
+	pid_t pid = 0;
+	uint64_t boot_ms = 0;
+	int r = store_machine_transition(d->store, ref, "stopped,error", "starting", ret, err);
+
+	if (r < 0)
+		return r;
+	netns_names_for(ret->id, &nn);
+	progress(op, "network", 20, "creating the network namespace");
+	if (netns_machine_exists(&nn))
+		netns_machine_delete(&nn, NULL);
+	r = netns_machine_create(&nn, d->bridge, err);
+	if (r >= 0 && (r = boot(d, ret, op, &pid, &boot_ms, err)) < 0)
+		netns_machine_delete(&nn, NULL);
+	if (r < 0) {
+		store_machine_set_state(d->store, ret->id, "error", 0, 0, err->msg, NULL);
+		return r;
+	}
+	r = store_machine_set_state(d->store, ret->id, "running", pid, boot_ms, "", err);
+	progress(op, "ready", 100, "running");
+	return r < 0 ? r : store_machine_get(d->store, ret->id, ret, err);
+}
+
+/* Stops the VMM (if any) and removes the namespace of a machine in a transitional state. */
+static void
+halt(struct daemon *d, const struct machine_info *m, unsigned grace_ms)
+{
+	struct netns_names nn;
+	struct err err = {0};
+	char run_dir[PATH_MAX];
+	bool clean = false;
+
+	machine_run_dir(d, m->id, run_dir, sizeof(run_dir));
+	if (m->pid > 0 && vmm_alive((pid_t)m->pid, run_dir) &&
+	    vmm_stop(vmm_driver_find(m->driver), run_dir, (pid_t)m->pid, grace_ms, &clean, &err) <
+		    0)
+		log_warn("stop '%s': %s", m->name, err.msg);
+	netns_names_for(m->id, &nn);
+	if (netns_machine_delete(&nn, &err) < 0)
+		log_warn("stop '%s': %s", m->name, err.msg);
+	log_info("machine '%s' stopped%s", m->name, clean ? " (clean power-off)" : "");
+}
+
+int
+machine_stop(struct daemon *d, const char *ref, unsigned timeout_sec, bool force,
+	     struct machine_info *ret, struct err *err)
+{
+	int r = store_machine_transition(d->store, ref, "running", "stopping", ret, err);
+
+	if (r < 0)
+		return r;
+	halt(d, ret, force ? 0 : timeout_sec ? timeout_sec * 1000 : STOP_GRACE_MS);
+	r = store_machine_set_state(d->store, ret->id, "stopped", 0, 0, "", err);
+	return r < 0 ? r : store_machine_get(d->store, ret->id, ret, err);
+}
+
+static int
+finish_delete(struct daemon *d, const struct machine_info *m, struct err *err)
+{
+	char run_dir[PATH_MAX];
+
+	halt(d, m, 10000);
+	machine_run_dir(d, m->id, run_dir, sizeof(run_dir));
+	remove_tree(run_dir);
+	return store_machine_delete(d->store, m->id, err);
+}
+
+int
+machine_delete(struct daemon *d, const char *ref, struct machine_info *ret, struct err *err)
+{
+	int r = store_machine_transition(d->store, ref, "running,stopped,error", "deleting", ret,
+					 err);
+
+	return r < 0 ? r : finish_delete(d, ret, err);
+}
+
+/* Machine ids, collected first: store callbacks hold the store's lock. */
+struct id_list {
+	char (*ids)[40];
+	size_t n;
+};
+
+static int
+collect_id(void *ud, const struct machine_rec *m)
+{
+	struct id_list *l = ud;
+	char(*grown)[40] = realloc(l->ids, (l->n + 1) * sizeof(*l->ids));
+
+	if (!grown)
+		return -ENOMEM;
+	l->ids = grown;
+	snprintf(l->ids[l->n++], sizeof(l->ids[0]), "%s", m->id);
+	return 0;
+}
+
+/* Recovery of one machine after a restart (see machine.h). */
+static void
+recover_one(struct daemon *d, const char *id)
+{
+	struct machine_info m;
+	struct err err = {0};
+	char run_dir[PATH_MAX];
+
+	if (store_machine_get(d->store, id, &m, &err) < 0)
+		return;
+	machine_run_dir(d, m.id, run_dir, sizeof(run_dir));
+	bool alive = m.pid > 0 && vmm_alive((pid_t)m.pid, run_dir);
+	if (streq(m.state, "creating")) {
+		log_warn("machine '%s': deploy interrupted by a restart: rolling it back", m.name);
+		halt(d, &m, 0);
+		remove_tree(run_dir);
+		store_machine_delete(d->store, m.id, &err);
+	} else if (streq(m.state, "deleting")) {
+		finish_delete(d, &m, &err);
+	} else if (alive && (streq(m.state, "running") || streq(m.state, "starting"))) {
+		store_machine_set_state(d->store, m.id, "running", m.pid, 0, "", &err);
+		log_info("machine '%s': adopted its running VMM (pid %lld)", m.name,
+			 (long long)m.pid);
+	} else if (!streq(m.state, "stopped") && !streq(m.state, "error")) {
+		halt(d, &m, 0);
+		store_machine_set_state(d->store, m.id, "stopped", 0, 0, "", &err);
+	}
+}
+
+struct live_ns {
+	const char *ns;
+	bool live;
+};
+
+static int
+match_live_ns(void *ud, const struct machine_rec *m)
+{
+	struct live_ns *x = ud;
+
+	if (!streq(m->namespace, x->ns) || streq(m->state, "stopped") || streq(m->state, "error"))
+		return 0;
+	x->live = true;
+	return 1;
+}
+
+static int
+remove_orphan(void *ud, const char *ns)
+{
+	struct daemon *d = ud;
+	struct live_ns x = {.ns = ns};
+	struct netns_names nn = {0};
+	struct err err = {0};
+
+	if (store_machine_list(d->store, NULL, match_live_ns, &x, &err) < 0 || x.live)
+		return 0;
+	snprintf(nn.ns, sizeof(nn.ns), "%s", ns);
+	snprintf(nn.ns_path, sizeof(nn.ns_path), "/run/netns/%s", ns);
+	snprintf(nn.veth_host, sizeof(nn.veth_host), "vh-%.8s", ns + strlen("sistemo-"));
+	log_info("removing orphaned namespace '%s'", ns);
+	if (netns_machine_delete(&nn, &err) < 0)
+		log_warn("remove '%s': %s", ns, err.msg);
+	return 0;
+}
+
+static int
+for_each_machine(struct daemon *d, void (*fn)(struct daemon *d, const char *id), struct err *err)
+{
+	struct id_list l = {0};
+	int r = store_machine_list(d->store, NULL, collect_id, &l, err);
+
+	for (size_t i = 0; r >= 0 && i < l.n; i++)
+		fn(d, l.ids[i]);
+	free(l.ids);
+	return r;
+}
+
+int
+machine_recover(struct daemon *d, struct err *err)
+{
+	int r = for_each_machine(d, recover_one, err);
+
+	return r < 0 ? r : netns_list(remove_orphan, d, err);
+}
+
+/* A running machine whose VMM is gone becomes stopped; its zombie, if ours, is reaped. */
+static void
+reconcile_one(struct daemon *d, const char *id)
+{
+	struct machine_info m;
+	struct err err = {0};
+	char run_dir[PATH_MAX];
+
+	if (store_machine_get(d->store, id, &m, &err) < 0 || !streq(m.state, "running"))
+		return;
+	machine_run_dir(d, m.id, run_dir, sizeof(run_dir));
+	if (m.pid <= 0 || vmm_alive((pid_t)m.pid, run_dir))
+		return;
+	waitpid((pid_t)m.pid, NULL, WNOHANG);
+	log_warn("machine '%s': its VMM (pid %lld) exited: marking it stopped", m.name,
+		 (long long)m.pid);
+	if (store_machine_transition(d->store, m.id, "running", "stopping", &m, &err) < 0)
+		return;
+	halt(d, &m, 0);
+	store_machine_set_state(d->store, m.id, "stopped", 0, 0, "the VMM exited", &err);
+}
+
+void
+machine_reconcile(struct daemon *d)
+{
+	struct err err = {0};
+
+	if (for_each_machine(d, reconcile_one, &err) < 0 || netns_list(remove_orphan, d, &err) < 0)
+		log_warn("reconciler: %s", err.msg);
+}

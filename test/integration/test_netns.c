@@ -1,0 +1,744 @@
+/* netns against the real kernel, inside it_isolate()'s private network and mount namespaces:
+ * the host bridge, machine namespaces read back with `ip -j`, traffic across them, rollback,
+ * deletion, listing, and the create/delete times. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <fcntl.h>
+
+#include "err.h"
+#include "it.h"
+#include "netns.h"
+
+#define BRIDGE "sistemo0"
+#define GATEWAY 0x0ac80001u /* 10.200.0.1 */
+#define PREFIX 16
+#define UDP_PORT 7777
+#define TIMING_RUNS 20
+
+static const char *const ids[] = {
+	"1a2b3c4d-5e6f-4a8b-9c0d-000000000001",
+	"5e6f7a8b-5e6f-4a8b-9c0d-000000000002",
+};
+static const char *const ips[] = {"10.200.0.2", "10.200.0.3"};
+
+/* ---- helpers ------------------------------------------------------------------------------- */
+
+/* Runs a shell command, keeps up to size-1 bytes of its stdout (the rest is read and dropped,
+ * so the command never blocks on a full pipe); returns its exit status. */
+static int cmd_out(char *buf, size_t size, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int cmd(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int
+cmd_out(char *buf, size_t size, const char *fmt, ...)
+{
+	char line[512], drop[4096];
+	va_list ap;
+	size_t len = 0, n;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	FILE *p = popen(line, "r");
+	assert_non_null(p);
+	while (len + 1 < size && (n = fread(buf + len, 1, size - 1 - len, p)) > 0)
+		len += n;
+	buf[len] = '\0';
+	while (fread(drop, 1, sizeof(drop), p) > 0)
+		;
+	int status = pclose(p);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static int
+cmd(const char *fmt, ...)
+{
+	char c[512], full[600];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c, sizeof(c), fmt, ap);
+	va_end(ap);
+	snprintf(full, sizeof(full), "%s >/dev/null 2>&1", c);
+	int status = system(full);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* `ip -j -d link show` output of one link: true when its "flags" array holds flag. */
+static bool
+has_flag(const char *json, const char *flag)
+{
+	const char *start = strstr(json, "\"flags\":[");
+	char quoted[32];
+
+	if (!start)
+		return false;
+	const char *end = strchr(start, ']');
+	snprintf(quoted, sizeof(quoted), "\"%s\"", flag);
+	const char *hit = strstr(start, quoted);
+	return hit && end && hit < end;
+}
+
+static void
+assert_has(const char *json, const char *what)
+{
+	if (!strstr(json, what))
+		fail_msg("expected %s in %s", what, json);
+}
+
+/* One link of a namespace (ns NULL: ours) as `ip -j -d link show dev`. */
+static void
+link_json(const char *ns, const char *dev, char *buf, size_t size)
+{
+	int rc = ns ? cmd_out(buf, size, "ip -n %s -j -d link show dev %s 2>/dev/null", ns, dev)
+		    : cmd_out(buf, size, "ip -j -d link show dev %s 2>/dev/null", dev);
+	if (rc != 0)
+		fail_msg("link '%s' in '%s' not found", dev, ns ? ns : "host");
+}
+
+static bool
+link_exists(const char *ns, const char *dev)
+{
+	return ns ? cmd("ip -n %s link show dev %s", ns, dev) == 0
+		  : cmd("ip link show dev %s", dev) == 0;
+}
+
+static double now_ms(void);
+
+/* Waits until a host link is gone, at most timeout_ms: the kernel deletes a machine's host veth
+ * end when the namespace dies, shortly after netns_machine_delete returns. Woken by the
+ * kernel's link notifications, subscribed to before looking. */
+static bool
+link_gone_within(const char *dev, int timeout_ms)
+{
+	struct sockaddr_nl sa = {.nl_family = AF_NETLINK, .nl_groups = RTMGRP_LINK};
+	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+	double deadline = now_ms() + timeout_ms;
+	char buf[8192];
+	bool gone;
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	while (!(gone = if_nametoindex(dev) == 0)) {
+		int left = (int)(deadline - now_ms());
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (left <= 0)
+			break;
+		if (poll(&p, 1, left) > 0)
+			while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+				;
+	}
+	close(fd);
+	return gone;
+}
+
+static bool
+netns_listed(const char *ns)
+{
+	char out[4096];
+
+	cmd_out(out, sizeof(out), "ip netns list");
+	for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n"))
+		if (strncmp(line, ns, strlen(ns)) == 0 &&
+		    (line[strlen(ns)] == '\0' || line[strlen(ns)] == ' '))
+			return true;
+	return false;
+}
+
+static double
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void
+names(unsigned i, struct netns_names *n)
+{
+	assert_int_equal(netns_names_for(ids[i], n), 0);
+}
+
+static void
+machine_create_ok(const struct netns_names *n)
+{
+	struct err err = {0};
+
+	if (netns_machine_create(n, BRIDGE, &err) < 0)
+		fail_msg("create '%s': %s", n->ns, err.msg);
+}
+
+static void
+machine_delete_ok(const struct netns_names *n)
+{
+	struct err err = {0};
+
+	if (netns_machine_delete(n, &err) < 0)
+		fail_msg("delete '%s': %s", n->ns, err.msg);
+}
+
+/* ---- fixtures ------------------------------------------------------------------------------ */
+
+static int
+group_setup(void **state)
+{
+	struct err err = {0};
+
+	(void)state;
+	if (netns_bridge_ensure(BRIDGE, GATEWAY, PREFIX, &err) < 0) {
+		fprintf(stderr, "bridge: %s\n", err.msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+group_teardown(void **state)
+{
+	struct err err = {0};
+
+	(void)state;
+	return netns_bridge_delete(BRIDGE, &err) < 0 ? -1 : 0;
+}
+
+static int
+machines_up(void **state)
+{
+	struct netns_names n;
+
+	(void)state;
+	for (unsigned i = 0; i < 2; i++) {
+		names(i, &n);
+		machine_create_ok(&n);
+	}
+	return 0;
+}
+
+static int
+machines_down(void **state)
+{
+	struct netns_names n;
+	struct err err = {0};
+	int r = 0;
+
+	(void)state;
+	for (unsigned i = 0; i < 2; i++) {
+		names(i, &n);
+		r |= netns_machine_delete(&n, &err);
+	}
+	/* whatever a failed test left behind */
+	cmd("ip link del notabridge");
+	cmd("ip link del vh-cafe0001");
+	cmd("ip netns del other");
+	cmd("ip netns del sistemo");
+	return r < 0 ? -1 : 0;
+}
+
+/* ---- the host bridge ----------------------------------------------------------------------- */
+
+static void
+bridge_read_back(void)
+{
+	char out[8192];
+
+	assert_int_equal(cmd_out(out, sizeof(out), "ip -j -d addr show dev " BRIDGE), 0);
+	assert_has(out, "\"local\":\"10.200.0.1\",\"prefixlen\":16");
+	assert_has(out, "\"info_kind\":\"bridge\"");
+	assert_has(out, "\"address\":\"02:73:0a:c8:00:01\"");
+	assert_true(has_flag(out, "UP"));
+}
+
+static void
+bridge_ensure_idempotent(void **state)
+{
+	char before[8192], after[8192];
+	struct err err = {0};
+
+	(void)state;
+	bridge_read_back();
+	cmd_out(before, sizeof(before), "ip -j addr show dev " BRIDGE);
+	assert_int_equal(netns_bridge_ensure(BRIDGE, GATEWAY, PREFIX, &err), 0);
+	cmd_out(after, sizeof(after), "ip -j addr show dev " BRIDGE);
+	assert_string_equal(before, after);
+
+	/* repairs: a missing address comes back, a downed bridge goes up */
+	assert_int_equal(cmd("ip addr flush dev " BRIDGE), 0);
+	assert_int_equal(cmd("ip link set " BRIDGE " down"), 0);
+	assert_int_equal(netns_bridge_ensure(BRIDGE, GATEWAY, PREFIX, &err), 0);
+	bridge_read_back();
+}
+
+static void
+bridge_refuses_other_link(void **state)
+{
+	struct err err = {0};
+
+	(void)state;
+	assert_int_equal(cmd("ip link add notabridge type veth peer name notabridge-p"), 0);
+	assert_int_equal(netns_bridge_ensure("notabridge", GATEWAY, PREFIX, &err), -EEXIST);
+	assert_int_equal(err.code, ERR_EXISTS);
+	assert_string_equal(err.msg,
+			    "bridge 'notabridge': a link of type 'veth' already has this name");
+	err_clear(&err);
+	assert_int_equal(netns_bridge_delete("notabridge", &err), -EINVAL);
+	assert_int_equal(err.code, ERR_PRECONDITION);
+	assert_true(link_exists(NULL, "notabridge"));
+	assert_int_equal(cmd("ip link del notabridge"), 0);
+	assert_int_equal(netns_bridge_delete("notabridge", &err), 0); /* missing: success */
+}
+
+/* ---- machines ------------------------------------------------------------------------------ */
+
+static void
+machine_links_read_back(void **state)
+{
+	struct netns_names n;
+	char out[8192];
+
+	(void)state;
+	for (unsigned i = 0; i < 2; i++) {
+		names(i, &n);
+		assert_true(netns_machine_exists(&n));
+		link_json(n.ns, "eth0", out, sizeof(out));
+		assert_has(out, "\"info_kind\":\"veth\"");
+		assert_has(out, "\"master\":\"br0\"");
+		assert_true(has_flag(out, "UP"));
+		link_json(n.ns, "br0", out, sizeof(out));
+		assert_has(out, "\"info_kind\":\"bridge\"");
+		assert_true(has_flag(out, "UP"));
+		link_json(n.ns, "tap0", out, sizeof(out));
+		assert_has(out, "\"info_kind\":\"tun\"");
+		assert_has(out, "\"type\":\"tap\"");
+		assert_has(out, "\"master\":\"br0\"");
+		assert_true(has_flag(out, "UP"));
+		link_json(n.ns, "lo", out, sizeof(out));
+		assert_true(has_flag(out, "UP"));
+		link_json(NULL, n.veth_host, out, sizeof(out));
+		assert_has(out, "\"master\":\"" BRIDGE "\"");
+		assert_has(out, "\"info_kind\":\"veth\"");
+		assert_true(has_flag(out, "UP"));
+		/* nothing of the machine's leaked into the host namespace */
+		assert_false(link_exists(NULL, "tap0"));
+		assert_false(link_exists(NULL, "br0"));
+	}
+}
+
+static void
+machine_exists_refused(void **state)
+{
+	struct netns_names n;
+	struct err err = {0};
+
+	(void)state;
+	names(0, &n);
+	assert_int_equal(netns_machine_create(&n, BRIDGE, &err), -EEXIST);
+	assert_int_equal(err.code, ERR_EXISTS);
+	assert_string_equal(err.msg,
+			    "machine netns 'sistemo-1a2b3c4d': create namespace: File exists");
+	/* the existing machine was not rolled back */
+	assert_true(netns_machine_exists(&n));
+	assert_true(link_exists(n.ns, "tap0"));
+	assert_true(link_exists(NULL, n.veth_host));
+}
+
+/* QEMU opens the persistent TAP by name from inside the namespace (it adds IFF_VNET_HDR). */
+static void
+qemu_opens_tap(void **state)
+{
+	struct netns_names n;
+	char out[4096];
+
+	(void)state;
+	if (cmd("command -v qemu-system-x86_64") != 0) {
+		print_message("qemu-system-x86_64 not installed: TAP open by QEMU not checked\n");
+		return;
+	}
+	names(0, &n);
+	int rc = cmd_out(out, sizeof(out),
+			 "echo quit | timeout 30 ip netns exec %s qemu-system-x86_64 -M none "
+			 "-nodefaults -display none -monitor stdio -netdev "
+			 "tap,id=n0,ifname=%s,script=no,downscript=no 2>&1",
+			 n.ns, n.tap);
+	if (rc != 0)
+		fail_msg("qemu could not open '%s': %s", n.tap, out);
+	/* it attached to ours (a missing name it would have created and removed) */
+	link_json(n.ns, n.tap, out, sizeof(out));
+	assert_has(out, "\"master\":\"br0\"");
+}
+
+struct udp_send {
+	const char *to;
+	const char *payload;
+	dev_t ns_dev;
+	ino_t ns_ino; /* the namespace the thread ran in */
+	bool tap_seen;
+};
+
+static int
+udp_send_in_ns(void *ud)
+{
+	struct udp_send *u = ud;
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(UDP_PORT)};
+	struct stat st;
+
+	if (stat("/proc/thread-self/ns/net", &st) == 0) {
+		u->ns_dev = st.st_dev;
+		u->ns_ino = st.st_ino;
+	}
+	u->tap_seen = if_nametoindex("tap0") != 0;
+	inet_pton(AF_INET, u->to, &sin.sin_addr);
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	ssize_t n =
+		sendto(fd, u->payload, strlen(u->payload), 0, (struct sockaddr *)&sin, sizeof(sin));
+	close(fd);
+	return n < 0 ? -errno : 42;
+}
+
+/* A datagram sent from inside machine B's namespace by netns_run_in reaches the host. */
+static void
+udp_from_machine(const struct netns_names *n)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(UDP_PORT)};
+	struct udp_send u = {.to = "10.200.0.1", .payload = "hello from the machine"};
+	struct stat self_before, self_after, ns_file;
+	struct err err = {0};
+	char buf[64] = "";
+
+	sin.sin_addr.s_addr = htonl(GATEWAY);
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(stat("/proc/thread-self/ns/net", &self_before), 0);
+	assert_int_equal(netns_run_in(n->ns_path, udp_send_in_ns, &u, &err), 42);
+	assert_int_equal(stat("/proc/thread-self/ns/net", &self_after), 0);
+	assert_int_equal(stat(n->ns_path, &ns_file), 0);
+	/* fn ran in the machine's namespace; the caller stayed where it was */
+	assert_true(u.ns_ino == ns_file.st_ino && u.ns_dev == ns_file.st_dev);
+	assert_true(u.tap_seen);
+	assert_true(self_before.st_ino == self_after.st_ino);
+	assert_int_equal(if_nametoindex("tap0"), 0);
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	assert_int_equal(poll(&pfd, 1, 2000), 1);
+	assert_true(recv(fd, buf, sizeof(buf) - 1, 0) > 0);
+	assert_string_equal(buf, "hello from the machine");
+	close(fd);
+}
+
+static void
+traffic_flows(void **state)
+{
+	struct netns_names a, b;
+
+	(void)state;
+	names(0, &a);
+	names(1, &b);
+	/* stand-ins for the guests behind tap0: an address on each namespace bridge */
+	assert_int_equal(cmd("ip -n %s addr add %s/16 dev br0", a.ns, ips[0]), 0);
+	assert_int_equal(cmd("ip -n %s addr add %s/16 dev br0", b.ns, ips[1]), 0);
+	udp_from_machine(&b);
+	if (cmd("command -v ping") != 0) {
+		print_message(
+			"ping (iputils-ping) not installed: ICMP checks skipped, UDP passed\n");
+		return;
+	}
+	assert_int_equal(cmd("ip netns exec %s ping -c 1 -W 2 %s", a.ns, ips[1]), 0);
+	assert_int_equal(cmd("ip netns exec %s ping -c 1 -W 2 10.200.0.1", a.ns), 0);
+	assert_int_equal(cmd("ping -c 1 -W 2 %s", ips[0]), 0);
+	assert_int_equal(cmd("ping -c 1 -W 2 %s", ips[1]), 0);
+}
+
+static int
+collect(void *ud, const char *ns)
+{
+	char *out = ud;
+
+	if (strlen(out) + strlen(ns) + 2 > 256)
+		return -ENOSPC;
+	strcat(out, ns);
+	strcat(out, " ");
+	return 0;
+}
+
+static void
+list_only_ours(void **state)
+{
+	char got[256] = "";
+	struct err err = {0};
+
+	(void)state;
+	assert_int_equal(cmd("ip netns add other"), 0);
+	assert_int_equal(cmd("ip netns add sistemo"), 0);
+	assert_int_equal(netns_list(collect, got, &err), 0);
+	cmd("ip netns del other");
+	cmd("ip netns del sistemo");
+	bool ab = strcmp(got, "sistemo-1a2b3c4d sistemo-5e6f7a8b ") == 0;
+	bool ba = strcmp(got, "sistemo-5e6f7a8b sistemo-1a2b3c4d ") == 0;
+	if (!ab && !ba)
+		fail_msg("listed '%s'", got);
+}
+
+/* ---- failures roll back -------------------------------------------------------------------- */
+
+static void
+assert_nothing_left(const struct netns_names *n)
+{
+	char out[16384];
+
+	assert_false(netns_machine_exists(n));
+	assert_false(netns_listed(n->ns));
+	assert_int_equal(access(n->ns_path, F_OK), -1);
+	cmd_out(out, sizeof(out), "ip -j link");
+	assert_null(strstr(out, "\"ifname\":\"eth0\""));
+	assert_null(strstr(out, "\"ifname\":\"br0\""));
+	assert_null(strstr(out, "\"ifname\":\"tap0\""));
+}
+
+static void
+rollback_when_veth_name_taken(void **state)
+{
+	struct netns_names n;
+	struct err err = {0};
+
+	(void)state;
+	assert_int_equal(netns_names_for("cafe0001-0000-4000-8000-000000000000", &n), 0);
+	/* a link that is not a veth: not a leftover of ours */
+	assert_int_equal(cmd("ip link add %s type bridge", n.veth_host), 0);
+	assert_int_equal(netns_machine_create(&n, BRIDGE, &err), -EEXIST);
+	assert_int_equal(err.code, ERR_EXISTS);
+	assert_string_equal(
+		err.msg,
+		"machine netns 'sistemo-cafe0001': create veth 'vh-cafe0001': File exists");
+	assert_nothing_left(&n);
+	/* the link that was in the way is not ours to delete */
+	assert_true(link_exists(NULL, n.veth_host));
+	assert_int_equal(cmd("ip link del %s", n.veth_host), 0);
+}
+
+/* A veth holding the host end's name is a leftover of this machine: replaced. */
+static void
+leftover_host_end_reclaimed(void **state)
+{
+	struct netns_names n;
+	char out[8192];
+
+	(void)state;
+	assert_int_equal(netns_names_for("cafe0005-0000-4000-8000-000000000000", &n), 0);
+	assert_int_equal(cmd("ip link add %s type veth peer name vp-cafe0005", n.veth_host), 0);
+	machine_create_ok(&n);
+	assert_false(link_exists(NULL, "vp-cafe0005"));
+	link_json(NULL, n.veth_host, out, sizeof(out));
+	assert_has(out, "\"master\":\"" BRIDGE "\"");
+	link_json(n.ns, "eth0", out, sizeof(out));
+	assert_has(out, "\"master\":\"br0\"");
+	machine_delete_ok(&n);
+	assert_true(link_gone_within(n.veth_host, 2000));
+}
+
+static void
+rollback_when_attach_fails(void **state)
+{
+	struct netns_names n;
+	struct err err = {0};
+
+	(void)state;
+	assert_int_equal(netns_names_for("cafe0002-0000-4000-8000-000000000000", &n), 0);
+	assert_int_equal(cmd("ip link add notabridge type veth peer name notabridge-p"), 0);
+	assert_int_equal(netns_machine_create(&n, "notabridge", &err), -EOPNOTSUPP);
+	assert_string_equal(err.msg, "machine netns 'sistemo-cafe0002': attach 'vh-cafe0002' to "
+				     "'notabridge': Operation not supported");
+	assert_nothing_left(&n);
+	assert_false(link_exists(NULL, n.veth_host));
+	assert_int_equal(cmd("ip link del notabridge"), 0);
+}
+
+static void
+missing_host_bridge(void **state)
+{
+	struct netns_names n;
+	struct err err = {0};
+
+	(void)state;
+	assert_int_equal(netns_names_for("cafe0003-0000-4000-8000-000000000000", &n), 0);
+	assert_int_equal(netns_machine_create(&n, "nosuchbridge", &err), -ENODEV);
+	assert_int_equal(err.code, ERR_PRECONDITION);
+	assert_string_equal(err.msg, "machine netns 'sistemo-cafe0003': host bridge "
+				     "'nosuchbridge' does not exist");
+	assert_nothing_left(&n);
+}
+
+/* ---- deletion ------------------------------------------------------------------------------ */
+
+static void
+delete_removes_everything(void **state)
+{
+	struct netns_names n;
+
+	(void)state;
+	assert_int_equal(netns_names_for("cafe0004-0000-4000-8000-000000000000", &n), 0);
+	machine_create_ok(&n);
+	assert_true(netns_listed(n.ns));
+	machine_delete_ok(&n);
+	assert_false(netns_machine_exists(&n));
+	assert_false(netns_listed(n.ns));
+	assert_int_equal(access(n.ns_path, F_OK), -1);
+	/* the kernel takes the host end with the dying namespace */
+	assert_true(link_gone_within(n.veth_host, 2000));
+	machine_delete_ok(&n); /* again: missing is success */
+
+	/* a host end whose namespace is already gone (a crash between the two) goes at once */
+	assert_int_equal(cmd("ip link add %s type veth peer name vp-cafe0004", n.veth_host), 0);
+	machine_delete_ok(&n);
+	assert_false(link_exists(NULL, n.veth_host));
+	assert_false(link_exists(NULL, "vp-cafe0004"));
+}
+
+/* Deleted and created again before the kernel has finished with the old namespace. */
+static void
+recreate_at_once(void **state)
+{
+	struct netns_names n;
+	char out[8192];
+
+	(void)state;
+	assert_int_equal(netns_names_for("cafe0006-0000-4000-8000-000000000000", &n), 0);
+	machine_create_ok(&n);
+	machine_delete_ok(&n);
+	machine_create_ok(&n);
+	link_json(NULL, n.veth_host, out, sizeof(out));
+	assert_has(out, "\"master\":\"" BRIDGE "\"");
+	assert_true(has_flag(out, "UP"));
+	link_json(n.ns, "eth0", out, sizeof(out));
+	assert_has(out, "\"master\":\"br0\"");
+	machine_delete_ok(&n);
+	assert_true(link_gone_within(n.veth_host, 2000));
+}
+
+/* Someone still holds the namespace (here an open fd; in life a VMM not stopped): its links and
+ * the host end live until it lets go, then the kernel removes them. */
+static void
+delete_while_held(void **state)
+{
+	struct netns_names n;
+
+	(void)state;
+	assert_int_equal(netns_names_for("cafe0007-0000-4000-8000-000000000000", &n), 0);
+	machine_create_ok(&n);
+	int held = open(n.ns_path, O_RDONLY | O_CLOEXEC);
+	assert_true(held >= 0);
+	machine_delete_ok(&n);
+	assert_false(netns_machine_exists(&n));
+	assert_false(link_gone_within(n.veth_host, 200));
+	close(held);
+	assert_true(link_gone_within(n.veth_host, 2000));
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static void
+print_times(const char *what, double *ms)
+{
+	qsort(ms, TIMING_RUNS, sizeof(double), cmp_double);
+	printf("netns timing: %-40s median %6.2f ms  min %6.2f  max %6.2f  (n=%d)\n", what,
+	       ms[TIMING_RUNS / 2], ms[0], ms[TIMING_RUNS - 1], TIMING_RUNS);
+}
+
+static void
+timing_names(unsigned i, struct netns_names *n)
+{
+	char id[40];
+
+	snprintf(id, sizeof(id), "beef%04x-0000-4000-8000-000000000000", i);
+	assert_int_equal(netns_names_for(id, n), 0);
+}
+
+/* Caller-side times: TIMING_RUNS machines created side by side then deleted, then the same
+ * number created and deleted back to back (the kernel still cleaning up the previous one). */
+static void
+create_delete_times(void **state)
+{
+	double create_ms[TIMING_RUNS], delete_ms[TIMING_RUNS], churn_ms[TIMING_RUNS];
+	struct netns_names n;
+
+	(void)state;
+	for (unsigned i = 0; i < TIMING_RUNS; i++) {
+		timing_names(i, &n);
+		double t0 = now_ms();
+		machine_create_ok(&n);
+		create_ms[i] = now_ms() - t0;
+	}
+	for (unsigned i = 0; i < TIMING_RUNS; i++) {
+		timing_names(i, &n);
+		double t0 = now_ms();
+		machine_delete_ok(&n);
+		delete_ms[i] = now_ms() - t0;
+	}
+	for (unsigned i = 0; i < TIMING_RUNS; i++) {
+		timing_names(i, &n);
+		assert_true(link_gone_within(n.veth_host, 2000));
+	}
+	for (unsigned i = 0; i < TIMING_RUNS; i++) {
+		timing_names(TIMING_RUNS + i, &n);
+		double t0 = now_ms();
+		machine_create_ok(&n);
+		machine_delete_ok(&n);
+		churn_ms[i] = now_ms() - t0;
+	}
+	assert_true(link_gone_within(n.veth_host, 2000));
+	print_times("create (side by side)", create_ms);
+	print_times("delete", delete_ms);
+	print_times("create + delete back to back", churn_ms);
+}
+
+int
+main(void)
+{
+	it_isolate();
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(bridge_ensure_idempotent),
+		cmocka_unit_test(bridge_refuses_other_link),
+		cmocka_unit_test_setup_teardown(machine_links_read_back, machines_up,
+						machines_down),
+		cmocka_unit_test_setup_teardown(machine_exists_refused, machines_up, machines_down),
+		cmocka_unit_test_setup_teardown(qemu_opens_tap, machines_up, machines_down),
+		cmocka_unit_test_setup_teardown(traffic_flows, machines_up, machines_down),
+		cmocka_unit_test_setup_teardown(list_only_ours, machines_up, machines_down),
+		cmocka_unit_test_setup_teardown(rollback_when_veth_name_taken, NULL, machines_down),
+		cmocka_unit_test_setup_teardown(rollback_when_attach_fails, NULL, machines_down),
+		cmocka_unit_test(missing_host_bridge),
+		cmocka_unit_test(leftover_host_end_reclaimed),
+		cmocka_unit_test(delete_removes_everything),
+		cmocka_unit_test(recreate_at_once),
+		cmocka_unit_test(delete_while_held),
+		cmocka_unit_test(create_delete_times),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
