@@ -28,9 +28,9 @@ struct daemon {
 	char bridge[16];          /* "sistemo0" */
 	uint32_t bridge_net;      /* bridge_subnet's network address, host order */
 	unsigned bridge_prefix;
-	bool kvm;                 /* /dev/kvm can create a VM */
-	unsigned tsc_khz;         /* for TCG guests */
-	char ssh_dir[PATH_MAX];   /* <data dir>/ssh: the key machines trust */
+	bool kvm;               /* /dev/kvm can create a VM */
+	unsigned tsc_khz;       /* for TCG guests */
+	char ssh_dir[PATH_MAX]; /* <data dir>/ssh: the key machines trust */
 	int lock_fd;
 	int64_t started_ms;
 	pthread_t reconciler;

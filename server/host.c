@@ -49,7 +49,8 @@ host_kvm_usable(char *why, size_t size)
 	/* kvm_pvm (pagetable-based VMs) answers every ioctl but boots only PVM-enabled guest
 	 * kernels: Debian's kernels hang or QEMU aborts setting MSRs. */
 	if (access("/sys/module/kvm_pvm", F_OK) == 0) {
-		snprintf(why, size, "/dev/kvm is kvm_pvm, which runs only PVM-enabled guest kernels");
+		snprintf(why, size,
+			 "/dev/kvm is kvm_pvm, which runs only PVM-enabled guest kernels");
 		return false;
 	}
 	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);

@@ -276,7 +276,8 @@ const char kit_script_initramfs_init[] =
 	"\t\tsay \"no power button input device\"\n"                                               \
 	"\t\treturn 1\n"                                                                           \
 	"\tfi\n"                                                                                   \
-	"\thead -c 1 \"$dev\" >/dev/null || return 1\n"                                            \
+	"\t# evdev reads whole events: a 1-byte read is EINVAL\n"                                  \
+	"\tdd if=\"$dev\" of=/dev/null bs=4096 count=1 2>/dev/null || return 1\n"                  \
 	"\tsay \"power button: powering off\"\n"                                                   \
 	"\tpoweroff || kill -USR2 1\n"                                                             \
 	"}\n"

@@ -126,12 +126,16 @@ job_work(struct op *op, void *ud, struct err *err)
 	struct machine_spec spec = {j->name, j->image, j->vcpus, j->memory_mb, j->storage_mb};
 	int r;
 
-	if (j->kind == JOB_DEPLOY)
+	if (j->kind == JOB_DEPLOY) {
 		r = machine_deploy(j->d, &spec, op, &m, err);
-	else if (j->kind == JOB_START)
-		r = machine_start(j->d, j->ref, op, &m, err);
-	else if ((r = machine_stop(j->d, j->ref, j->timeout_sec, false, &m, err)) >= 0)
-		r = machine_start(j->d, j->ref, op, &m, err);
+	} else {
+		/* a restart stops first; a start of a running machine fails in machine_start */
+		r = j->kind == JOB_RESTART
+			    ? machine_stop(j->d, j->ref, j->timeout_sec, false, &m, err)
+			    : 0;
+		if (r >= 0)
+			r = machine_start(j->d, j->ref, op, &m, err);
+	}
 	if (r >= 0)
 		set_result(op, &m);
 	return r;
