@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cgroup.h"
 #include "daemon.h"
 #include "host.h"
 #include "kit.h"
@@ -217,14 +218,25 @@ boot(struct daemon *d, const struct machine_info *m, struct op *op, pid_t *ret_p
 		.kvm = d->kvm,
 	};
 	struct timespec t0, t1;
+	struct cgroup_machine cg;
+	struct err cgerr = {0};
+	if (cgroup_machine_create(m->id, m->vcpus, m->memory_mb, &cg, &cgerr) == 0)
+		cfg.cgroup = cg.cpu;
+	else
+		log_warn("machine '%s' runs without CPU and memory limits: %s", m->name, cgerr.msg);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	progress(op, "boot", 70, "starting the VMM");
-	if ((r = drv->start(&cfg, ret_pid, err)) < 0)
+	if ((r = drv->start(&cfg, ret_pid, err)) < 0) {
+		cgroup_machine_delete(m->id);
 		return err_wrap(err, "start %s", drv->name);
+	}
+	if (cfg.cgroup && cgroup_machine_attach(&cg, *ret_pid, &cgerr) < 0)
+		log_warn("machine '%s': memory limit not applied: %s", m->name, cgerr.msg);
 	progress(op, "boot", 80, "waiting for the guest");
 	if ((r = vmm_wait_ready(run_dir, *ret_pid, d->cfg.ssh_timeout_sec * 1000, err)) < 0) {
 		bool clean;
 		vmm_stop(drv, run_dir, *ret_pid, 0, &clean, NULL);
+		cgroup_machine_delete(m->id);
 		return err_wrap(err, "boot");
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -412,6 +424,7 @@ halt(struct daemon *d, const struct machine_info *m, unsigned grace_ms)
 	netns_names_for(m->id, &nn);
 	if (netns_machine_delete(&nn, &err) < 0)
 		log_warn("stop '%s': %s", m->name, err.msg);
+	cgroup_machine_delete(m->id);
 	log_info("machine '%s' stopped%s", m->name, clean ? " (clean power-off)" : "");
 }
 

@@ -38,6 +38,18 @@ kill -0 "$PID" || fail "VMM $PID not running"
 ip netns list | grep -q "$NS" || fail "namespace $NS missing"
 run sistemo machine deploy tiny --name web
 expect_rc 5 "duplicate name"
+WID=$(jq -r .id <<<"$(sistemo machine status web -o json)")
+if [ -d "/sys/fs/cgroup/cpu/sistemo/$WID" ]; then
+	expect_eq "$(cat "/sys/fs/cgroup/cpu/sistemo/$WID/cpu.cfs_quota_us")" 100000 "cpu quota (v1)"
+	expect_eq "$(cat "/sys/fs/cgroup/memory/sistemo/$WID/memory.limit_in_bytes")" $(((256 + 256) << 20)) "memory limit (v1)"
+	grep -qx "$PID" "/sys/fs/cgroup/memory/sistemo/$WID/cgroup.procs" || fail "VMM not in its memory group"
+	grep -qx "$PID" "/sys/fs/cgroup/cpu/sistemo/$WID/cgroup.procs" || fail "VMM not in its cpu group"
+elif [ -d "/sys/fs/cgroup/sistemo/$WID" ]; then
+	expect_eq "$(cat "/sys/fs/cgroup/sistemo/$WID/cpu.max")" "100000 100000" "cpu quota (v2)"
+	grep -qx "$PID" "/sys/fs/cgroup/sistemo/$WID/cgroup.procs" || fail "VMM not in its group"
+else
+	fail "no cgroup for machine $WID"
+fi
 ok "deploy boots a real guest (boot $(jq -r .boot_ms <<<"$(sistemo machine status web -o json)") ms)"
 
 # --- exec ---------------------------------------------------------------------------------
@@ -131,6 +143,7 @@ expect_eq "$(ls "$SISTEMO_DATA_DIR/vms")" "" "no machine files"
 expect_eq "$(ip netns list | grep -c sistemo- || true)" 0 "no namespaces"
 expect_eq "$(ip -br link | grep -c '^vh-' || true)" 0 "no host veths"
 pgrep -f "$SISTEMO_DATA_DIR/vms" && fail "a VMM is still running"
+ls -d /sys/fs/cgroup/*/sistemo/"$WID" /sys/fs/cgroup/sistemo/"$WID" 2>/dev/null && fail "cgroup left"
 ok "delete leaves no namespace, link, file, row or IP allocation"
 
 finish
