@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# From a fresh Debian 12 machine to a running daemon: installs what is needed, builds,
-# installs the binary to /usr/local/bin, prepares the data dir, and starts the daemon (as a
-# systemd service where systemd runs, detached otherwise). As root.
+# From a fresh Debian 12 machine to a running daemon with a first machine: installs what is
+# needed, builds, installs the binary to /usr/local/bin, prepares the data dir and the guest kit,
+# starts the daemon (a systemd service where systemd runs, detached otherwise) and deploys the
+# machine 'first' from the built-in image 'tiny'. As root. Run again: it changes nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,3 +17,8 @@ else
 	sistemo up --detach
 fi
 sistemo system info
+if ! sistemo machine status first >/dev/null 2>&1; then
+	sistemo machine deploy tiny --name first
+fi
+sistemo machine exec first uname -a
+sistemo machine list

@@ -5,12 +5,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cmd.h"
 #include "completion.h"
 #include "config.h"
 #include "daemon.h"
+#include "kit.h"
+#include "ssh.h"
 #include "macro.h"
 #include "service.h"
 #include "units.h"
@@ -26,22 +29,52 @@ run_up(struct cli *cli, const struct cmd_args *a)
 	return daemon_main(&o);
 }
 
+static void
+install_progress(void *ud, const char *step, const char *message)
+{
+	(void)ud;
+	fprintf(stderr, "%s: %s\n", step, message);
+}
+
+/* The built-in image "tiny", built once (again with --upgrade). */
+static int
+install_tiny(struct cli *cli, bool force, struct err *err)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	if (paths_join(&cli->paths, "images/tiny.ext4", path, sizeof(path)) < 0)
+		return err_set(err, ERR_INVALID, NULL, ENAMETOOLONG, "data dir too long");
+	if (!force && stat(path, &st) == 0)
+		return 0;
+	return kit_image_build("tiny", path, install_progress, NULL, err);
+}
+
 int
 run_install(struct cli *cli, const struct cmd_args *a)
 {
 	struct err err = {0};
+	struct kit_kernel k;
+	char ssh_dir[PATH_MAX];
+	bool force = cli_flag_set(a, "upgrade");
 
-	(void)a;
 	if (geteuid() != 0)
 		return err_set(&err, ERR_PERMISSION, NULL, EPERM,
 			       "install must run as root (the daemon owns the data dir)"),
 		       cli_fail(cli, &err);
 	if (paths_init(&cli->paths, cli->data_dir, &err) < 0 ||
-	    paths_create_tree(&cli->paths, &err) < 0)
+	    paths_create_tree(&cli->paths, &err) < 0 ||
+	    paths_join(&cli->paths, "ssh", ssh_dir, sizeof(ssh_dir)) < 0 ||
+	    ssh_key_ensure(ssh_dir, &err) < 0 ||
+	    kit_install(cli->paths.data_dir, force, install_progress, NULL, &err) < 0 ||
+	    install_tiny(cli, force, &err) < 0 ||
+	    kit_kernel_find(cli->paths.data_dir, &k, &err) < 0)
 		return cli_fail(cli, &err);
-	printf("data directory ready: %s\n", cli->paths.data_dir);
-	printf("guest kit (kernel, initramfs, built-in images): not built by this version; it "
-	       "comes with real machines\n");
+	printf("data directory: %s\n", cli->paths.data_dir);
+	printf("guest kernel:   %s%s%s\n", k.kernel, *k.initrd ? " + " : " (built)",
+	       *k.initrd ? k.initrd : "");
+	printf("images:         tiny\n");
+	printf("ssh key:        %s/sistemo_key.pub\n", ssh_dir);
 	return 0;
 }
 

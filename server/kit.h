@@ -51,8 +51,9 @@ int kit_image_build(const char *name, const char *out_path, kit_progress_fn prog
 int kit_rootfs_clone(const char *image, const char *dest, uint64_t size_mb, struct err *err);
 
 /* Injects /sbin/sistemo-init, root's authorized_keys (public_key: one line; the file is replaced)
- * and, for systemd images, the ready unit and its multi-user.target.wants link into the ext4
- * file at rootfs, with debugfs: no mount, and paths resolve inside the image. A link or file
- * where /root/.ssh should be is replaced by a directory (0700, root); links on the way to
- * /sbin or /etc/systemd (merged /usr) are followed, inside the image. Idempotent. */
+ * and, for systemd images, the ready and power-button units with their multi-user.target.wants
+ * links into the ext4 file at rootfs, with debugfs: no mount, and paths resolve inside the
+ * image. A link or file where /root/.ssh should be is replaced by a directory (0700, root);
+ * links on the way to /sbin or /etc/systemd (merged /usr) are followed, inside the image.
+ * Idempotent. */
 int kit_rootfs_inject(const char *rootfs, const char *public_key, struct err *err);

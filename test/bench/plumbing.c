@@ -1,0 +1,314 @@
+/* Per-machine host plumbing (netns + veth + bridge + TAP): the daemon's netns_machine_create and
+ * netns_machine_delete (netlink in-process) versus the same topology built by spawning `ip`, as
+ * Sistemo's VMNetwork.Create/Cleanup does (13 `ip` commands, 8 of them through `ip netns exec`),
+ * measured in the same run, interleaved in blocks. Prints median/p90 per machine and the ratios.
+ * Targets: create <= 2 ms and >= 50x faster than `ip`; delete <= 1 ms on the caller's side.
+ *
+ * Usage: bench_plumbing [MACHINES [BLOCKS]]   (as root; it moves itself into fresh network and
+ * mount namespaces first, so nothing it makes is visible to the host) */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../integration/it.h"
+#include "err.h"
+#include "netns.h"
+
+#define HOST_BRIDGE "sistemo0"
+#define GATEWAY 0x0ac80001u /* 10.200.0.1/16, the daemon's default */
+#define MAX_MACHINES 500
+#define WARMUP 2
+#define DEADLINE_SEC 900 /* the whole run: SIGALRM ends it, the namespaces die with it */
+#define MAX_ARGS 16
+
+extern char **environ;
+
+static double
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* ---- the `ip` way: Sistemo's internal/agent/network/namespace.go ---------------------------- */
+
+/* Runs `ip ARGS...` with stdout and stderr in one pipe that is read to the end, as Go's
+ * exec.Command(...).CombinedOutput() does. Returns the exit status (-1: not run). */
+static int
+ip_argv(char *const argv[])
+{
+	posix_spawn_file_actions_t fa;
+	char buf[4096];
+	int p[2], st = 0;
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, p[1], 2);
+	int r = posix_spawnp(&pid, "ip", &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	close(p[1]);
+	while (r == 0 && read(p[0], buf, sizeof(buf)) > 0)
+		;
+	close(p[0]);
+	if (r != 0 || waitpid(pid, &st, 0) < 0)
+		return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* ip ARGS... (NULL-terminated); with ns, `ip netns exec <ns> ip ARGS...` (runInNamespace). */
+static int
+ip(const char *ns, ...)
+{
+	char *argv[MAX_ARGS] = {"ip"};
+	int n = 1;
+	va_list ap;
+
+	if (ns) {
+		argv[n++] = "netns";
+		argv[n++] = "exec";
+		argv[n++] = (char *)ns;
+		argv[n++] = "ip";
+	}
+	va_start(ap, ns);
+	for (char *a; n < MAX_ARGS - 1 && (a = va_arg(ap, char *));)
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	return ip_argv(argv);
+}
+
+struct ip_names {
+	char ns[32], vo[16], vi[16], nb[16], tap[16];
+};
+
+static struct ip_names
+ip_names_for(unsigned id)
+{
+	struct ip_names n;
+
+	snprintf(n.ns, sizeof(n.ns), "ns-%08x", id);
+	snprintf(n.vo, sizeof(n.vo), "vo-%08x", id);
+	snprintf(n.vi, sizeof(n.vi), "vi-%08x", id);
+	snprintf(n.nb, sizeof(n.nb), "nb-%08x", id);
+	snprintf(n.tap, sizeof(n.tap), "tap-%08x", id);
+	return n;
+}
+
+/* VMNetwork.Create, step for step (lo up's status is ignored there too). */
+static int
+ip_create(unsigned id)
+{
+	struct ip_names n = ip_names_for(id);
+	const char *ns = n.ns;
+
+	if (ip(NULL, "netns", "add", ns, NULL) || ip(NULL, "link", "add", n.vo, "type", "veth",
+						      "peer", "name", n.vi, NULL) ||
+	    ip(NULL, "link", "set", n.vo, "master", HOST_BRIDGE, NULL) ||
+	    ip(NULL, "link", "set", n.vo, "up", NULL) ||
+	    ip(NULL, "link", "set", n.vi, "netns", ns, NULL))
+		return -1;
+	ip(ns, "link", "set", "lo", "up", NULL);
+	if (ip(ns, "link", "add", n.nb, "type", "bridge", NULL) ||
+	    ip(ns, "link", "set", n.nb, "up", NULL) ||
+	    ip(ns, "link", "set", n.vi, "master", n.nb, NULL) ||
+	    ip(ns, "link", "set", n.vi, "up", NULL) ||
+	    ip(ns, "tuntap", "add", n.tap, "mode", "tap", NULL) ||
+	    ip(ns, "link", "set", n.tap, "master", n.nb, NULL) ||
+	    ip(ns, "link", "set", n.tap, "up", NULL))
+		return -1;
+	return 0;
+}
+
+/* VMNetwork.Cleanup: ip netns delete, then ip link delete of the host end, whose status is
+ * ignored (the dying namespace may have taken it already). */
+static int
+ip_delete(unsigned id)
+{
+	struct ip_names n = ip_names_for(id);
+	int r = ip(NULL, "netns", "delete", n.ns, NULL);
+
+	ip(NULL, "link", "delete", n.vo, NULL);
+	return r ? -1 : 0;
+}
+
+/* ---- the daemon's way ------------------------------------------------------------------- */
+
+static int
+lib_create(unsigned id)
+{
+	struct netns_names n;
+	struct err err = {0};
+	char mid[16];
+
+	snprintf(mid, sizeof(mid), "%08x", id);
+	netns_names_for(mid, &n);
+	if (netns_machine_create(&n, HOST_BRIDGE, &err) < 0) {
+		fprintf(stderr, "%s\n", err.msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+lib_delete(unsigned id)
+{
+	struct netns_names n;
+	struct err err = {0};
+	char mid[16];
+
+	snprintf(mid, sizeof(mid), "%08x", id);
+	netns_names_for(mid, &n);
+	if (netns_machine_delete(&n, &err) < 0) {
+		fprintf(stderr, "%s\n", err.msg);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- measuring ---------------------------------------------------------------------------- */
+
+struct side {
+	const char *name;
+	unsigned id_base; /* machine i has id id_base + i: names never repeat within a run */
+	int (*create)(unsigned id);
+	int (*delete)(unsigned id);
+	double create_ms[MAX_MACHINES], delete_ms[MAX_MACHINES];
+};
+
+/* Machines [from, to) of one side, created (or deleted) one after the other, each timed. */
+static void
+run_block(struct side *s, bool create, int from, int to)
+{
+	for (int i = from; i < to; i++) {
+		double t = now_ms();
+		if ((create ? s->create : s->delete)(s->id_base + (unsigned)i) < 0) {
+			fprintf(stderr, "%s: %s of machine %d failed\n", s->name,
+				create ? "create" : "delete", i);
+			exit(1);
+		}
+		(create ? s->create_ms : s->delete_ms)[i] = now_ms() - t;
+	}
+}
+
+/* Both sides, block by block; the side that goes first alternates so that the kernel's
+ * asynchronous work left by one (namespace cleanup) falls on both alike. */
+static void
+run_phase(struct side s[2], bool create, int machines, int blocks)
+{
+	for (int b = 0; b < blocks; b++) {
+		int from = machines * b / blocks, to = machines * (b + 1) / blocks;
+		for (int k = 0; k < 2; k++)
+			run_block(&s[(b + k) % 2], create, from, to);
+	}
+}
+
+static void
+warm_up(struct side s[2])
+{
+	for (int k = 0; k < 2; k++) {
+		s[k].id_base += MAX_MACHINES;
+		run_block(&s[k], true, 0, WARMUP);
+		run_block(&s[k], false, 0, WARMUP);
+		s[k].id_base -= MAX_MACHINES;
+	}
+}
+
+struct stats {
+	double median, p90;
+};
+
+static struct stats
+stats_of(const double *v, int n)
+{
+	double sorted[MAX_MACHINES];
+
+	memcpy(sorted, v, (size_t)n * sizeof(*v));
+	qsort(sorted, (size_t)n, sizeof(*sorted), cmp_double);
+	return (struct stats){sorted[n / 2], sorted[(n * 9) / 10]};
+}
+
+static void
+target(const char *what, double value, const char *unit, bool met)
+{
+	printf("target %-44s %8.2f %-3s %s\n", what, value, unit, met ? "PASS" : "MISS");
+}
+
+static void
+report(struct side s[2], int machines, int blocks)
+{
+	struct stats c[2], d[2];
+
+	for (int k = 0; k < 2; k++) {
+		c[k] = stats_of(s[k].create_ms, machines);
+		d[k] = stats_of(s[k].delete_ms, machines);
+	}
+	printf("per-machine host plumbing (netns + veth + bridge + tap), %d machines each way in %d "
+	       "interleaved blocks (after %d warm-up)\n",
+	       machines, blocks, WARMUP);
+	printf("%-46s %10s %10s\n", "", "median ms", "p90 ms");
+	for (int k = 0; k < 2; k++)
+		printf("create  %-38s %10.3f %10.3f\n", s[k].name, c[k].median, c[k].p90);
+	for (int k = 0; k < 2; k++)
+		printf("delete  %-38s %10.3f %10.3f\n", s[k].name, d[k].median, d[k].p90);
+	printf("ratio create `ip` / in-process:  median %.1fx  p90 %.1fx\n",
+	       c[1].median / c[0].median, c[1].p90 / c[0].p90);
+	printf("ratio delete `ip` / in-process:  median %.1fx  p90 %.1fx\n",
+	       d[1].median / d[0].median, d[1].p90 / d[0].p90);
+	target("create in-process <= 2 ms (median)", c[0].median, "ms", c[0].median <= 2.0);
+	target("create >= 50x faster than `ip` (median)", c[1].median / c[0].median, "x",
+	       c[1].median / c[0].median >= 50.0);
+	target("delete in-process <= 1 ms caller side (median)", d[0].median, "ms",
+	       d[0].median <= 1.0);
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct side s[2] = {
+		{.name = "in-process (netns_machine_create/delete)", .id_base = 0x10000000u,
+		 .create = lib_create, .delete = lib_delete},
+		{.name = "`ip` spawns, as Sistemo", .id_base = 0x20000000u, .create = ip_create,
+		 .delete = ip_delete},
+	};
+	int machines = argc > 1 ? atoi(argv[1]) : 50, blocks = argc > 2 ? atoi(argv[2]) : 10;
+	struct err err = {0};
+
+	if (machines < 2 || machines > MAX_MACHINES || blocks < 1 || blocks > machines) {
+		fprintf(stderr, "usage: bench_plumbing [MACHINES 2..%d [BLOCKS 1..MACHINES]]\n",
+			MAX_MACHINES);
+		return 2;
+	}
+	it_isolate();
+	alarm(DEADLINE_SEC);
+	if (netns_bridge_ensure(HOST_BRIDGE, GATEWAY, 16, &err) < 0) {
+		fprintf(stderr, "%s\n", err.msg);
+		return 1;
+	}
+	warm_up(s);
+	run_phase(s, true, machines, blocks);
+	run_phase(s, false, machines, blocks);
+	report(s, machines, blocks);
+	return 0;
+}
