@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -514,10 +515,35 @@ install_prepare(struct install *ins, const char *data_dir, struct err *err)
 	return 0;
 }
 
+/* One install at a time: flock on the kernel folder. The holder removes what a crashed install
+ * left behind (.install-*: an unpacked package, about 100 MB). Returns the locked fd. */
+static int
+install_lock(const struct install *ins, struct err *err)
+{
+	int fd = open(ins->kdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	char path[PATH_MAX];
+	struct dirent *de;
+	DIR *d;
+
+	if (fd < 0 || flock(fd, LOCK_EX) < 0 || !(d = opendir(ins->kdir))) {
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		return err_set(err, ERR_INTERNAL, NULL, e, "lock '%s': %s", ins->kdir, strerror(e));
+	}
+	while ((de = readdir(d)))
+		if (strncmp(de->d_name, ".install-", 9) == 0 &&
+		    kit_path(path, sizeof(path), "%s/%s", ins->kdir, de->d_name) == 0)
+			kit_tree_remove(path);
+	closedir(d);
+	return fd;
+}
+
 int
 kit_install(const char *data_dir, bool force, kit_progress_fn progress, void *ud, struct err *err)
 {
 	struct install ins = {.progress = progress, .ud = ud};
+	cleanup_close int lock = -1;
 	int r = install_prepare(&ins, data_dir, err);
 
 	if (r < 0)
@@ -525,6 +551,12 @@ kit_install(const char *data_dir, bool force, kit_progress_fn progress, void *ud
 	newest_deb(&ins, APT_ARCHIVES);
 	if (!force && install_current(&ins)) {
 		report(&ins, "kernel", "already installed");
+		return 0;
+	}
+	if ((lock = install_lock(&ins, err)) < 0)
+		return lock;
+	if (!force && install_current(&ins)) {
+		report(&ins, "kernel", "installed meanwhile");
 		return 0;
 	}
 	kit_path(ins.tmp, sizeof(ins.tmp), "%s/.install-XXXXXX", ins.kdir);

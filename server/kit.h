@@ -36,6 +36,34 @@ int kit_install(const char *data_dir, bool force, kit_progress_fn progress, void
  * neither is. */
 int kit_kernel_find(const char *data_dir, struct kit_kernel *ret, struct err *err);
 
+/* Progress of the kernel build: a step ("source", "config", "compile", "install"), the percent
+ * of the whole build and a message. */
+typedef void (*kit_percent_fn)(void *ud, const char *step, unsigned percent, const char *message);
+
+/* What kit_kernel_build left in <data_dir>/kernel. */
+struct kit_kernel_built {
+	char path[PATH_MAX]; /* <data_dir>/kernel/bzImage-sistemo */
+	char version[64];    /* "6.1.192-sistemo" */
+	char sha256[65];     /* of the bzImage, hex */
+	uint64_t size_bytes; /* of the bzImage */
+	int64_t mtime_ms;
+	uint64_t build_ms; /* 0: it was there already, nothing was built */
+};
+
+/* Builds the guest kernel from Debian's linux-source-6.1 (/usr/src/linux-source-6.1.tar.xz,
+ * with flex, bison, libelf-dev and bc: ERR_PRECONDITION naming them when missing) in
+ * <data_dir>/tmp/kernel-build-XXXXXX, at nice 10: x86_64_defconfig + kvm_guest.config + the
+ * options of docs/guest.md (virtio-mmio with cmdline devices, ext4, IP_PNP, ACPI button, no
+ * modules), checked in the final .config; then installs bzImage-sistemo, vmlinux-sistemo and
+ * config-sistemo into <data_dir>/kernel (each renamed into place, the bzImage last) and removes
+ * the tree. About 15 min on 2 cores. Present and !force: nothing to do. One build at a time per
+ * data dir (ERR_PRECONDITION otherwise). cancelled (may be NULL) is asked between steps and
+ * every half second while a program runs: make is then killed with its process group and the
+ * result is ERR_CANCELLED. ret (may be NULL) describes the installed kernel. */
+int kit_kernel_build(const char *data_dir, bool force, kit_percent_fn progress,
+		     bool (*cancelled)(void *ud), void *ud, struct kit_kernel_built *ret,
+		     struct err *err);
+
 /* Builds a built-in image into out_path (an ext4 file, written through a temporary file and
  * renamed, never left half-made). "tiny": busybox-static + dropbear, no SSH host keys (each
  * machine makes its own), busybox init. Refuses other names with ERR_NOT_FOUND listing the

@@ -69,6 +69,16 @@ run sistemo -o json machine exec web -- sh -c 'echo hi; exit 2'
 expect_eq "$(jq -r .exit_code <<<"$OUT")" 2 "json exit code"
 ok "exec: stdout, stderr, exit code, stdin, json"
 
+# --- ssh: an interactive shell on a pseudo-terminal ------------------------------------------
+set +e
+OUT=$(printf 'stty size; tty; exit 7\n' |
+	timeout 60 script -qec "$SISTEMO_BIN --data-dir $SISTEMO_DATA_DIR machine ssh web" /dev/null)
+RC=$?
+set -e
+expect_rc 7 "ssh exit status"
+expect_in "$OUT" "/dev/pts/" "ssh has a pseudo-terminal"
+ok "ssh: interactive shell on a PTY, exit status passed through"
+
 # --- logs -----------------------------------------------------------------------------------
 run sistemo machine logs web
 expect_in "$OUT" "sistemo: ready" "console log"
