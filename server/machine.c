@@ -98,6 +98,25 @@ check_resources(const struct daemon *d, const struct machine_spec *s, struct err
 	return 0;
 }
 
+static int
+check_image(const char *image, struct err *err)
+{
+	struct stat st;
+
+	if (image[0] == '/')
+		return stat(image, &st) == 0 && S_ISREG(st.st_mode)
+			       ? 0
+			       : err_set(err, ERR_NOT_FOUND, "image", ENOENT,
+					 "image file '%s' not found", image);
+	for (size_t i = 0; i < ARRAY_SIZE(builtin_images); i++)
+		if (streq(image, builtin_images[i]))
+			return 0;
+	return err_set(err, ERR_NOT_FOUND, "image", ENOENT,
+		       "unknown image '%s': built-in images are: tiny; or give the absolute path "
+		       "of an ext4 file",
+		       image);
+}
+
 int
 machine_spec_check(const struct daemon *d, struct machine_spec *spec, char *name_buf,
 		   size_t name_size, struct err *err)
@@ -105,6 +124,8 @@ machine_spec_check(const struct daemon *d, struct machine_spec *spec, char *name
 	if (!spec->image || !*spec->image)
 		return err_set(err, ERR_INVALID, "image", EINVAL,
 			       "an image is required (built-in: tiny)");
+	if (check_image(spec->image, err) < 0)
+		return -ENOENT;
 	if (!spec->name || !*spec->name) {
 		name_from_image(spec->image, name_buf, name_size);
 		spec->name = name_buf;
