@@ -139,30 +139,22 @@ static int
 resolve_image(struct daemon *d, const char *image, struct op *op, char *path, size_t size,
 	      struct err *err)
 {
+	char rel[64];
 	struct stat st;
+	int r = check_image(image, err);
 
+	if (r < 0)
+		return r;
 	if (image[0] == '/') {
-		if (stat(image, &st) < 0 || !S_ISREG(st.st_mode))
-			return err_set(err, ERR_NOT_FOUND, "image", ENOENT,
-				       "image file '%s' not found", image);
 		snprintf(path, size, "%s", image);
 		return 0;
 	}
-	for (size_t i = 0; i < ARRAY_SIZE(builtin_images); i++) {
-		if (!streq(image, builtin_images[i]))
-			continue;
-		char rel[64];
-		snprintf(rel, sizeof(rel), "images/%s.ext4", builtin_images[i]);
-		paths_join(&d->paths, rel, path, size);
-		if (stat(path, &st) == 0)
-			return 0;
-		progress(op, "image", 5, "building the built-in image 'tiny'");
-		return kit_image_build(image, path, NULL, NULL, err);
-	}
-	return err_set(err, ERR_NOT_FOUND, "image", ENOENT,
-		       "unknown image '%s': built-in images are: tiny; or give the absolute path "
-		       "of an ext4 file",
-		       image);
+	snprintf(rel, sizeof(rel), "images/%s.ext4", image);
+	paths_join(&d->paths, rel, path, size);
+	if (stat(path, &st) == 0)
+		return 0;
+	progress(op, "image", 5, "building the built-in image");
+	return kit_image_build(image, path, NULL, NULL, err);
 }
 
 static int
