@@ -12,10 +12,12 @@ build=(build-essential cmake pkg-config clang-format clang-tidy
 runtime=(nftables iproute2 e2fsprogs openssh-client sqlite3 procps util-linux)
 test=(jq zsh fish iputils-ping)
 guest=(qemu-system-x86 busybox-static dropbear-bin debootstrap kmod cpio)
+# `sistemo kernel build`: the kernel source and what compiling it needs beyond build-essential
+kernel=(linux-source-6.1 flex bison libelf-dev bc)
 web=(chromium chromium-driver)
 
 missing=()
-for p in "${build[@]}" "${runtime[@]}" "${test[@]}" "${guest[@]}" "${web[@]}"; do
+for p in "${build[@]}" "${runtime[@]}" "${test[@]}" "${guest[@]}" "${kernel[@]}" "${web[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)

@@ -17,6 +17,7 @@
 #include "macro.h"
 #include "service.h"
 #include "units.h"
+#include "watch.h"
 
 int
 run_up(struct cli *cli, const struct cmd_args *a)
@@ -364,16 +365,57 @@ const struct cmd system_cmds[] = {
 	{0},
 };
 
+/* Prints where the built kernel is, its size and how long the build took. */
+static int
+kernel_build_outcome(struct cli *cli, const Sistemo__V1__Operation *op)
+{
+	const Sistemo__V1__Status *st = op->status;
+	struct err err = {0};
+	char rel[160], path[PATH_MAX];
+
+	if (op->state != SISTEMO__V1__OPERATION_STATE__OPERATION_STATE_DONE)
+		return err_set(&err, st ? (enum err_code)st->code : ERR_INTERNAL, NULL, EIO, "%s",
+			       st ? st->message : "the kernel build failed"),
+		       cli_fail(cli, &err);
+	Sistemo__V1__Image *img = sistemo__v1__image__unpack(NULL, op->result.len, op->result.data);
+	if (!img)
+		return err_set(&err, ERR_INTERNAL, NULL, EBADMSG, "no image in the result"),
+		       cli_fail(cli, &err);
+	long long ms = (long long)(op->finished_unix_ms - op->created_unix_ms);
+	snprintf(rel, sizeof(rel), "kernel/%s", op->target);
+	paths_join(&cli->paths, rel, path, sizeof(path));
+	if (cli->output == OUTPUT_JSON)
+		output_json(&img->base);
+	else if (img->created_unix_ms < op->created_unix_ms)
+		printf("Kernel already built: %s (%.1f MiB); --force rebuilds it\n", path,
+		       (double)img->size_bytes / (1 << 20));
+	else
+		printf("Kernel built in %lldm%02llds: %s (%.1f MiB, %s)\n", ms / 60000,
+		       ms / 1000 % 60, path, (double)img->size_bytes / (1 << 20), img->digest);
+	cmd_free(img);
+	return 0;
+}
+
+/* Starts the build and follows it to the end (about 15 min on 2 cores). */
 static int
 run_kernel_build(struct cli *cli, const struct cmd_args *a)
 {
 	struct rpc_client *c = cli->client;
 	Sistemo__V1__KernelBuildRequest req = SISTEMO__V1__KERNEL_BUILD_REQUEST__INIT;
 	Sistemo__V1__Operation *op = NULL;
+	struct err err = {0};
 
 	req.force = cli_flag_set(a, "force");
 	STUB(c, sistemo__v1__images__build_kernel, SVC_IMAGES, Sistemo__V1__Operation, &req, &op);
-	return cmd_finish(cli, c, op, NULL);
+	if (!op)
+		return cli_fail(cli, rpc_client_error(c));
+	Sistemo__V1__Operation *end = watch_operation(cli, op, &err);
+	cmd_free(op);
+	if (!end)
+		return cli_fail(cli, &err);
+	int status = kernel_build_outcome(cli, end);
+	cmd_free(end);
+	return status;
 }
 
 static const struct flag kernel_build_flags[] = {

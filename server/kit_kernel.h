@@ -32,3 +32,7 @@ const char *kit_kernel_cc_object(const char *line);
 
 /* Percent of the whole build once n files are compiled: 8 at the start, at most 95. */
 unsigned kit_kernel_compile_percent(unsigned n);
+
+/* The line of a failed program's output worth quoting: the last one mentioning an error
+ * ("error"/"Error"), else the last non-empty one; "" when there is none. */
+void kit_kernel_error_line(const char *output, char *buf, size_t size);

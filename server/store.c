@@ -457,7 +457,8 @@ ip_pick(struct store *s, const char *network, uint32_t subnet, unsigned prefix, 
 		free(set.used);
 		return r;
 	}
-	qsort(set.used, set.n, sizeof(*set.used), cmp_u32);
+	if (set.n)
+		qsort(set.used, set.n, sizeof(*set.used), cmp_u32);
 	for (size_t i = 0; i < set.n && host <= last; i++)
 		if (set.used[i] == host)
 			host++;
