@@ -158,7 +158,8 @@ machines_exec(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret
 			       "machine '%s' is %s: start it first (sistemo machine start %s)",
 			       m.name, m.state, m.name);
 	}
-	struct ssh_target t = {m.ip, 22, "root", c->d->ssh_dir, 5000};
+	/* connect, handshake, auth: slow under TCG on a busy host, bounded all the same */
+	struct ssh_target t = {m.ip, 22, "root", c->d->ssh_dir, 30000};
 	struct ssh_pty pty = {*req->term ? req->term : "xterm-256color", req->cols ? req->cols : 80,
 			      req->rows ? req->rows : 24};
 	unsigned timeout = req->timeout_sec ? req->timeout_sec : req->tty ? 0 : 120;
