@@ -13,6 +13,11 @@
 # itself in private network and mount namespaces, with its own data dir, like the integration
 # tests; ci/bench.sh runs it)
 ROUNDS=${1:-5}
+if ! [[ "$ROUNDS" =~ ^[0-9]+$ ]] || [ "$ROUNDS" -lt 1 ] || [ "$ROUNDS" -gt 20 ]; then
+	echo "usage: deploy.sh [ROUNDS 1..20]" >&2
+	exit 2
+fi
+# shellcheck source=../integration/lib.sh
 . "$(dirname "$0")/../integration/lib.sh"
 
 command -v qemu-system-x86_64 >/dev/null || skip "needs qemu-system-x86_64 (ci/install.sh)"
@@ -20,27 +25,30 @@ command -v debugfs >/dev/null || skip "needs debugfs (e2fsprogs)"
 [ -e /dev/net/tun ] || skip "needs /dev/net/tun"
 ls /var/cache/apt/archives/linux-image-*-cloud-amd64_*.deb >/dev/null 2>&1 ||
 	skip "needs the cloud kernel package file (ci/install.sh downloads it)"
-[[ "$ROUNDS" =~ ^[0-9]+$ ]] && [ "$ROUNDS" -ge 1 ] && [ "$ROUNDS" -le 20 ] ||
-	{ echo "usage: deploy.sh [ROUNDS 1..20]" >&2; exit 2; }
 
 READY_SEC=120 # one boot, launch to marker; TCG boots take ~10-15 s here
 HAND="$TEST_DIR/hand"
 GOLDEN="$TEST_DIR/golden.ext4"
-HAND_PID= TAIL_PID= HAND_NS= HAND_CG= LAST_MS=0
-LIMIT_DIR= LIMIT_DESC=none
-declare -a HAND_ARGV LIMIT_FILES WALL_MS BOOT_MS HAND_MS LIM_MS
+HAND_PID='' TAIL_PID='' HAND_NS='' HAND_CG='' LAST_MS=0 LAST_CPU=0
+LIMIT_DIR='' LIMIT_DESC=none
+declare -a HAND_ARGV LIMIT_FILES WALL_MS BOOT_MS HAND_MS LIM_MS WALL_CPU HAND_CPU LIM_CPU
 
 # Ours first, by PID (the by-hand VMM, its console reader, netns, cgroup); then lib.sh's
 # cleanup (the daemon, its VMMs, the data dir).
 bench_cleanup() {
 	local rc=$?
+	set +e # a failing step here must not end the cleanup
 	hand_stop
-	(exit $rc)
+	(exit $rc) # cleanup reads the status from $?
 	cleanup
 }
 trap bench_cleanup EXIT
 
 now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
+
+# CPU time (user + system, ms) a process has used: what a boot costs, whatever else the
+# machine is running at the same time (wall times here swing with the load of the host).
+cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{sub(/.*\) /, ""); printf "%d", ($12 + $13) * 1000 / hz}' "/proc/$1/stat"; }
 
 cli_fail() {
 	tail -n 5 "$TEST_DIR/cli.log" >&2
@@ -55,14 +63,14 @@ cpu_limit_of() {
 	while IFS=: read -r _ ctrls path; do
 		if [ -z "$ctrls" ]; then
 			mnt=$(findmnt -rn -t cgroup2 -o TARGET | head -n1)
-			[ -n "$mnt" ] && [ -f "$mnt$path/cpu.max" ] || continue
+			[ -f "$mnt$path/cpu.max" ] || continue
 			q=$(cat "$mnt$path/cpu.max")
 			[[ "$q" == max* ]] && continue
 			LIMIT_DIR=$mnt$path LIMIT_FILES=("cpu.max=$q") LIMIT_DESC="cpu.max '$q' in $path"
 			return
 		elif [[ ",$ctrls," == *,cpu,* ]]; then
 			mnt=$(findmnt -rn -t cgroup -o TARGET,OPTIONS | awk '$2 ~ /(^|,)cpu(,|$)/ {print $1; exit}')
-			[ -n "$mnt" ] && [ -f "$mnt$path/cpu.cfs_quota_us" ] || continue
+			[ -f "$mnt$path/cpu.cfs_quota_us" ] || continue
 			q=$(cat "$mnt$path/cpu.cfs_quota_us") p=$(cat "$mnt$path/cpu.cfs_period_us")
 			[ "$q" -gt 0 ] || continue
 			LIMIT_DIR=$mnt$path LIMIT_FILES=("cpu.cfs_period_us=$p" "cpu.cfs_quota_us=$q")
@@ -88,7 +96,7 @@ seed() {
 	for i in "${!HAND_ARGV[@]}"; do
 		arg=${HAND_ARGV[$i]//$run_dir/$HAND}
 		[[ "$arg" == socket,id=qmp,fd=* ]] && arg="socket,id=qmp,path=$HAND/qmp.sock,server=on,wait=off"
-		HAND_ARGV[$i]=$arg
+		HAND_ARGV[i]=$arg
 	done
 	sistemo machine stop seed >/dev/null 2>>"$TEST_DIR/cli.log" || cli_fail "seed stop"
 	cp --sparse=always "$run_dir/rootfs.ext4" "$GOLDEN"
@@ -102,13 +110,15 @@ seed() {
 
 # --- the daemon's side -------------------------------------------------------------------------
 daemon_round() {
-	local r=$1 t0 t1
+	local r=$1 t0 t1 st
 	t0=$(now_ms)
 	sistemo machine deploy tiny --name "bench-$r" --memory 256M --vcpus 1 >/dev/null 2>>"$TEST_DIR/cli.log" ||
 		cli_fail "deploy bench-$r"
 	t1=$(now_ms)
 	WALL_MS+=($((t1 - t0)))
-	BOOT_MS+=("$(jq -r .boot_ms <<<"$(sistemo machine status "bench-$r" -o json)")")
+	st=$(sistemo machine status "bench-$r" -o json)
+	BOOT_MS+=("$(jq -r .boot_ms <<<"$st")")
+	WALL_CPU+=("$(cpu_ms "$(jq -r .pid <<<"$st")")")
 	sistemo machine delete "bench-$r" -y >/dev/null 2>>"$TEST_DIR/cli.log" || cli_fail "delete bench-$r"
 }
 
@@ -145,10 +155,11 @@ hand_stop() {
 	if [ -n "$HAND_PID" ]; then kill -KILL "$HAND_PID" 2>/dev/null || true; wait "$HAND_PID" 2>/dev/null || true; fi
 	if [ -n "$HAND_NS" ]; then ip netns del "$HAND_NS" 2>/dev/null || true; fi
 	if [ -n "$HAND_CG" ]; then rmdir "$HAND_CG" 2>/dev/null || true; fi
-	TAIL_PID= HAND_PID= HAND_NS= HAND_CG=
+	TAIL_PID='' HAND_PID='' HAND_NS='' HAND_CG=''
 }
 
-# hand_round ROUND [limited]: the launch -> ready time in ms, in LAST_MS.
+# hand_round ROUND [limited]: the launch -> ready time in ms, in LAST_MS; the VMM's CPU time
+# by then in LAST_CPU.
 hand_round() {
 	local r=$1 limited=${2:-} t0 t1 fd
 	rm -rf "$HAND" && mkdir -p "$HAND"
@@ -170,6 +181,7 @@ hand_round() {
 		fail "by-hand round $r: no ready marker within ${READY_SEC}s"
 	}
 	t1=$(now_ms)
+	LAST_CPU=$(cpu_ms "$HAND_PID")
 	exec {fd}<&-
 	hand_stop
 	LAST_MS=$((t1 - t0))
@@ -183,52 +195,66 @@ round() {
 		side=$(((r + k) % n))
 		case $side in
 		0) daemon_round "$r" ;;
-		1) hand_round "$r" && HAND_MS+=("$LAST_MS") ;;
-		2) hand_round "$r" l && LIM_MS+=("$LAST_MS") ;;
+		1) hand_round "$r" && HAND_MS+=("$LAST_MS") HAND_CPU+=("$LAST_CPU") ;;
+		2) hand_round "$r" l && LIM_MS+=("$LAST_MS") LIM_CPU+=("$LAST_CPU") ;;
 		esac
 	done
 }
 
 # --- report -------------------------------------------------------------------------------
-# median, min and max of the arguments
-stats() {
-	printf '%s\n' "$@" | sort -n |
-		awk '{v[NR]=$1} END {printf "%d %d %d", (v[int((NR+1)/2)] + v[int(NR/2)+1]) / 2, v[1], v[NR]}'
+# Reads "wall boot hand limited wall_cpu hand_cpu limited_cpu" per round (ms; limited 0: not
+# measured); prints medians, min/max,
+# and the ratios both of the medians and, paired round by round, the median of the per-round
+# ratios (the sides of one round ran within a minute of each other: slow drift of the machine's
+# load cancels out there).
+summarize() {
+	awk -v label="$1" -v limit="$2" '
+	function sort(a, n,   i, j, t) {
+		for (i = 2; i <= n; i++)
+			for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+	}
+	function med(a, n,   c, i) { for (i = 1; i <= n; i++) c[i] = a[i]; sort(c, n); return (c[int((n + 1) / 2)] + c[int(n / 2) + 1]) / 2 }
+	function lo(a, n,   c, i) { for (i = 1; i <= n; i++) c[i] = a[i]; sort(c, n); return c[1] }
+	function hi(a, n,   c, i) { for (i = 1; i <= n; i++) c[i] = a[i]; sort(c, n); return c[n] }
+	function row(name, a) { printf "%-50s %9d %9d %9d\n", name, med(a, n), lo(a, n), hi(a, n) }
+	{ n++; w[n] = $1; b[n] = $2; h[n] = $3; l[n] = $4; o[n] = $1 - $2; rh[n] = $1 / $3; rb[n] = $2 / $3
+	  if ($4 > 0) { rl[n] = $1 / $4; rbl[n] = $2 / $4 }
+	  wc[n] = $5; hc[n] = $6; lc[n] = $7
+	  printf "round %d: deploy %d ms (boot %d), by hand %d ms%s; VMM CPU %d / %d%s ms\n", n, $1, $2, $3,
+		($4 > 0 ? ", limited " $4 " ms" : ""), $5, $6, ($4 > 0 ? " / " $7 : "") }
+	END {
+		print label
+		print "daemon VMM CPU limit: " limit
+		printf "%-50s %9s %9s %9s\n", "", "median ms", "min ms", "max ms"
+		row("sistemo machine deploy (wall)", w)
+		row("  boot_ms it reports (VMM start -> ready)", b)
+		row("  daemon overhead (wall - boot_ms)", o)
+		row("same QEMU command by hand (launch -> ready)", h)
+		if (l[1] > 0) row("same, by hand, under the daemon CPU limit", l)
+		row("VMM CPU time to ready: the daemon VMM", wc)
+		row("VMM CPU time to ready: by hand", hc)
+		if (l[1] > 0) row("VMM CPU time to ready: by hand, CPU limit", lc)
+		printf "%-44s %8s %10s\n", "ratio", "medians", "paired"
+		printf "%-44s %7.3fx %9.3fx\n", "deploy wall / by hand", med(w, n) / med(h, n), med(rh, n)
+		printf "%-44s %7.3fx %9.3fx\n", "boot_ms / by hand", med(b, n) / med(h, n), med(rb, n)
+		if (l[1] > 0) {
+			printf "%-44s %7.3fx %9.3fx\n", "deploy wall / by hand, same CPU limit", med(w, n) / med(l, n), med(rl, n)
+			printf "%-44s %7.3fx %9.3fx\n", "boot_ms / by hand, same CPU limit", med(b, n) / med(l, n), med(rbl, n)
+		}
+		printf "%-44s %7.3fx\n", "VMM CPU to ready, daemon VMM / by hand", med(wc, n) / med(hc, n)
+		printf "daemon overhead: %d ms median, %.1f%% of the deploy\n", med(o, n), 100 * med(o, n) / med(w, n)
+		printf "target deploy wall <= 1.10x by hand (paired median): %.3fx %s\n", med(rh, n),
+			med(rh, n) <= 1.10 ? "PASS" : "MISS"
+	}'
 }
 
-row() { printf '%-52s %9d %9d %9d\n' "$1" $2; }
-
 report() {
-	local -a over
-	local w b h l=0 o accel=TCG
-	for i in "${!WALL_MS[@]}"; do over+=($((WALL_MS[i] - BOOT_MS[i]))); done
-	w=$(stats "${WALL_MS[@]}") b=$(stats "${BOOT_MS[@]}") h=$(stats "${HAND_MS[@]}")
-	o=$(stats "${over[@]}")
+	local accel=TCG
 	grep -q -- 'kvm' <<<"${HAND_ARGV[*]}" && accel=KVM
-	echo "deploy -> ready, 'tiny' (256M, 1 vCPU, $accel), $ROUNDS rounds per side, order rotating"
-	echo "daemon's VMM CPU limit: $LIMIT_DESC"
-	printf '%-52s %9s %9s %9s\n' "" "median ms" "min ms" "max ms"
-	row "sistemo machine deploy (wall)" "$w"
-	row "  boot_ms it reports (VMM start -> ready)" "$b"
-	row "  daemon overhead (wall - boot_ms)" "$o"
-	row "same QEMU command by hand (launch -> ready)" "$h"
-	if [ -n "$LIMIT_DIR" ]; then
-		l=$(stats "${LIM_MS[@]}")
-		row "same, by hand, under the daemon's CPU limit" "$l"
-	fi
 	for i in "${!WALL_MS[@]}"; do
-		echo "round $((i + 1)) ms: deploy ${WALL_MS[i]} (boot ${BOOT_MS[i]}), by hand ${HAND_MS[i]}${LIM_MS[i]:+, limited ${LIM_MS[i]}}"
-	done
-	awk -v w="${w%% *}" -v b="${b%% *}" -v h="${h%% *}" -v l="${l%% *}" -v o="${o%% *}" 'BEGIN {
-		printf "ratio deploy wall / by hand:                 %.3fx (median)\n", w / h
-		printf "ratio boot_ms / by hand:                     %.3fx (median)\n", b / h
-		if (l > 0) {
-			printf "ratio deploy wall / by hand, same CPU limit: %.3fx (median)\n", w / l
-			printf "ratio boot_ms / by hand, same CPU limit:     %.3fx (median)\n", b / l
-		}
-		printf "daemon overhead:                             %d ms, %.1f%% of the deploy (median)\n", o, 100 * o / w
-		printf "target deploy wall <= 1.10x by hand (median): %.3fx %s\n", w / h,
-			w / h <= 1.10 ? "PASS" : "MISS" }'
+		echo "${WALL_MS[i]} ${BOOT_MS[i]} ${HAND_MS[i]} ${LIM_MS[i]:-0}" \
+			"${WALL_CPU[i]} ${HAND_CPU[i]} ${LIM_CPU[i]:-0}"
+	done | summarize "deploy -> ready, 'tiny' (256M, 1 vCPU, $accel), $ROUNDS rounds per side, order rotating" "$LIMIT_DESC"
 }
 
 start_daemon
@@ -236,7 +262,6 @@ echo "seeding: kit, image and the VMM command line (one deploy, untimed)..." >&2
 seed
 for r in $(seq 1 "$ROUNDS"); do
 	round "$r"
-	i=$((r - 1))
-	echo "round $r/$ROUNDS: deploy ${WALL_MS[i]} ms (boot ${BOOT_MS[i]}), by hand ${HAND_MS[i]} ms${LIM_MS[i]:+, limited ${LIM_MS[i]} ms}" >&2
+	echo "round $r/$ROUNDS done (load average $(cut -d' ' -f1-3 /proc/loadavg))" >&2
 done
 report
