@@ -56,7 +56,8 @@ run_install(struct cli *cli, const struct cmd_args *a)
 {
 	struct err err = {0};
 	struct kit_kernel k;
-	char ssh_dir[PATH_MAX];
+	struct stat st;
+	char ssh_dir[PATH_MAX], image[PATH_MAX];
 	bool force = cli_flag_set(a, "upgrade");
 
 	if (geteuid() != 0)
@@ -74,7 +75,10 @@ run_install(struct cli *cli, const struct cmd_args *a)
 	printf("data directory: %s\n", cli->paths.data_dir);
 	printf("guest kernel:   %s%s%s\n", k.kernel, *k.initrd ? " + " : " (built)",
 	       *k.initrd ? k.initrd : "");
-	printf("images:         tiny\n");
+	bool debian = paths_join(&cli->paths, "images/debian.ext4", image, sizeof(image)) == 0 &&
+		      stat(image, &st) == 0;
+	printf("images:         tiny%s\n",
+	       debian ? ", debian" : " (debian is built on its first deploy)");
 	printf("ssh key:        %s/sistemo_key.pub\n", ssh_dir);
 	return 0;
 }

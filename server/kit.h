@@ -65,11 +65,19 @@ int kit_kernel_build(const char *data_dir, bool force, kit_percent_fn progress,
 		     struct err *err);
 
 /* Builds a built-in image into out_path (an ext4 file, written through a temporary file and
- * renamed, never left half-made). "tiny": busybox-static + dropbear, no SSH host keys (each
- * machine makes its own), busybox init. Refuses other names with ERR_NOT_FOUND listing the
- * built-in ones. Never writes through a symlink of the staging tree. */
+ * renamed, never left half-made). "tiny": busybox-static + dropbear, busybox init (a second).
+ * "debian": debootstrap of Debian 12 minbase with systemd, udev and OpenSSH, run in its own
+ * mount and PID namespaces, from the host's apt mirror (a few minutes, ~200 MB; server/
+ * kit_debian.h). Neither carries SSH host keys (each machine makes its own). Refuses other
+ * names with ERR_NOT_FOUND listing the built-in ones. Never writes through a symlink of the
+ * staging tree. One build of a name at a time: a second caller waits, and returns at once
+ * when the first made the image it lacked. */
 int kit_image_build(const char *name, const char *out_path, kit_progress_fn progress, void *ud,
 		    struct err *err);
+
+/* kit_image_build reporting the share of the build done (0-100) with each message. */
+int kit_image_build_percent(const char *name, const char *out_path, kit_percent_fn progress,
+			    void *ud, struct err *err);
 
 /* Makes a machine's root disk: a reflink or sparse copy of image to dest (never a byte-for-byte
  * copy of holes), grown to size_mb with resize2fs (after e2fsck -fy when resize2fs asks for it)

@@ -1,5 +1,6 @@
 #include "kit_image.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -7,20 +8,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "host.h"
 #include "kit.h"
+#include "kit_debian.h"
 #include "kit_run.h"
 #include "kit_scripts.h"
 #include "kit_tree.h"
 #include "log.h"
 #include "macro.h"
 
-#define TINY_LABEL "sistemo-tiny"
 #define IMAGE_MIN_MB 64
 #define IMAGE_HEADROOM_MB 56
+#define DEBIAN_MIN_MB 1024
+#define DEBIAN_HEADROOM_PERCENT 30
 
 static const struct {
 	const char *path;
@@ -202,11 +206,19 @@ kit_image_tiny_tree(int root, struct err *err)
 	return r;
 }
 
-static void report(kit_progress_fn progress, void *ud, const char *fmt, ...)
+struct build {
+	char tmp[PATH_MAX - 32]; /* <dir of out_path>/.image-<name>-XXXXXX */
+	char tree[PATH_MAX];
+	char file[PATH_MAX];
+	kit_percent_fn progress;
+	void *ud;
+};
+
+static void report(const struct build *b, unsigned percent, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 static void
-report(kit_progress_fn progress, void *ud, const char *fmt, ...)
+report(const struct build *b, unsigned percent, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -215,89 +227,266 @@ report(kit_progress_fn progress, void *ud, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	log_debug("kit: image: %s", msg);
-	if (progress)
-		progress(ud, "image", msg);
+	if (b->progress)
+		b->progress(b->ud, "image", percent, msg);
 }
 
 /* mkfs.ext4 -d: no mount, no loop device. 4 KiB blocks and 256-byte inodes whatever the size,
  * so a disk grown later by resize2fs is an ordinary ext4. */
 static int
-mkfs(const char *tree, const char *file, uint64_t size_mb, struct err *err)
+mkfs(const char *tree, const char *file, const char *label, uint64_t size_mb, struct err *err)
 {
 	char size[32];
-	const char *argv[] = {"mkfs.ext4", "-q", "-F",    "-L", TINY_LABEL, "-b", "4096", "-I",
-			      "256",       "-i", "16384", "-d", tree,       file, size,   NULL};
+	const char *argv[] = {"mkfs.ext4", "-q", "-F",    "-L", label, "-b", "4096", "-I",
+			      "256",       "-i", "16384", "-d", tree,  file, size,   NULL};
 	struct kit_cmd cmd = {.argv = argv, .timeout_ms = 300000};
 
 	snprintf(size, sizeof(size), "%lluM", (unsigned long long)size_mb);
 	return kit_run_ok(&cmd, NULL, err);
 }
 
-struct build {
-	char tmp[PATH_MAX - 32]; /* <dir of out_path>/.image-XXXXXX */
-	char tree[PATH_MAX];
-	char file[PATH_MAX];
-};
-
+/* Creates the staging directory; returns an fd on it (O_NOFOLLOW) or an error. */
 static int
-build_tiny(struct build *b, const char *out_path, kit_progress_fn progress, void *ud,
-	   struct err *err)
+tree_open(const struct build *b, struct err *err)
 {
-	cleanup_close int root = -1;
-	uint64_t bytes = 0, size_mb;
-	int r;
+	int root;
 
-	report(progress, ud, "staging busybox and dropbear");
 	if (mkdir(b->tree, 0755) < 0 ||
 	    (root = open(b->tree, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
 		return err_set(err, ERR_INTERNAL, NULL, errno, "'%s': %s", b->tree,
 			       strerror(errno));
-	if ((r = kit_image_tiny_tree(root, err)) < 0)
-		return r;
-	if ((r = kit_tree_usage(b->tree, &bytes)) < 0)
+	return root;
+}
+
+/* The tree's size in MiB, headroom added: percent of it, at least extra_mb, and min_mb in all. */
+static int
+image_size(const struct build *b, unsigned percent, uint64_t extra_mb, uint64_t min_mb,
+	   uint64_t *ret_mb, struct err *err)
+{
+	uint64_t bytes = 0, mb;
+	int r = kit_tree_usage(b->tree, &bytes);
+
+	if (r < 0)
 		return tree_error(err, b->tree, r);
-	size_mb = (bytes + (1u << 20) - 1) / (1u << 20) + IMAGE_HEADROOM_MB;
-	size_mb = size_mb < IMAGE_MIN_MB ? IMAGE_MIN_MB : size_mb;
-	report(progress, ud, "mkfs.ext4 (%llu MB)", (unsigned long long)size_mb);
-	if ((r = mkfs(b->tree, b->file, size_mb, err)) < 0)
+	mb = (bytes + (1u << 20) - 1) / (1u << 20);
+	mb += mb * percent / 100 > extra_mb ? mb * percent / 100 : extra_mb;
+	*ret_mb = mb < min_mb ? min_mb : mb;
+	return 0;
+}
+
+/* mkfs.ext4 of the tree into the temporary file, then renamed to out_path. */
+static int
+image_finish(const struct build *b, const char *out_path, const char *name, uint64_t size_mb,
+	     struct err *err)
+{
+	char label[32];
+	int r;
+
+	snprintf(label, sizeof(label), "sistemo-%s", name);
+	report(b, 90, "mkfs.ext4 (%llu MB)", (unsigned long long)size_mb);
+	if ((r = mkfs(b->tree, b->file, label, size_mb, err)) < 0)
 		return r;
 	if (chmod(b->file, 0644) < 0 || rename(b->file, out_path) < 0)
 		return err_set(err, ERR_INTERNAL, NULL, errno, "install '%s': %s", out_path,
 			       strerror(errno));
-	report(progress, ud, "built 'tiny' (%llu MB)", (unsigned long long)size_mb);
+	report(b, 100, "built '%s' (%llu MB)", name, (unsigned long long)size_mb);
 	return 0;
+}
+
+static int
+build_tiny(struct build *b, const char *out_path, struct err *err)
+{
+	cleanup_close int root = -1;
+	uint64_t size_mb = 0;
+	int r;
+
+	report(b, 10, "staging busybox and dropbear");
+	if ((root = tree_open(b, err)) < 0)
+		return root;
+	if ((r = kit_image_tiny_tree(root, err)) < 0 ||
+	    (r = image_size(b, 0, IMAGE_HEADROOM_MB, IMAGE_MIN_MB, &size_mb, err)) < 0)
+		return r;
+	return image_finish(b, out_path, "tiny", size_mb, err);
+}
+
+/* debootstrap's share of the debian build: 1% to 85%. */
+static void
+debootstrap_progress(void *ud, const char *step, unsigned percent, const char *message)
+{
+	const struct build *b = ud;
+
+	(void)step;
+	report(b, 1 + percent * 84 / 100, "%s", message);
+}
+
+static int
+build_debian(struct build *b, const char *out_path, struct err *err)
+{
+	cleanup_close int root = -1;
+	char mirror[512];
+	uint64_t size_mb = 0;
+	int r;
+
+	kit_debian_mirror(mirror, sizeof(mirror));
+	report(b, 1, "debootstrap %s from '%s' (a few minutes)", KIT_DEBIAN_SUITE, mirror);
+	if ((root = tree_open(b, err)) < 0)
+		return root;
+	if ((r = kit_debian_bootstrap(b->tree, mirror, debootstrap_progress, b, err)) < 0)
+		return r;
+	report(b, 86, "setting the tree up for sistemo machines");
+	if ((r = kit_debian_configure(root, err)) < 0 ||
+	    (r = image_size(b, DEBIAN_HEADROOM_PERCENT, 0, DEBIAN_MIN_MB, &size_mb, err)) < 0)
+		return r;
+	return image_finish(b, out_path, "debian", size_mb, err);
+}
+
+static const struct {
+	const char *name;
+	int (*build)(struct build *b, const char *out_path, struct err *err);
+} builders[] = {
+	{"tiny", build_tiny},
+	{"debian", build_debian},
+};
+
+/* Where a build works: out_path's folder (made in a fresh data dir) and its file name. */
+struct place {
+	char dir[PATH_MAX];
+	const char *base;
+};
+
+static int
+place_of(const char *out_path, struct place *p, struct err *err)
+{
+	const char *slash = strrchr(out_path, '/');
+
+	p->base = slash ? slash + 1 : out_path;
+	if (!*p->base || kit_path(p->dir, sizeof(p->dir), "%.*s",
+				  slash ? (int)(slash - out_path) + (slash == out_path) : 1,
+				  slash ? out_path : ".") < 0)
+		return err_set(err, ERR_INVALID, NULL, ENAMETOOLONG, "bad image path '%s'",
+			       out_path);
+	if (mkdir(p->dir, 0755) < 0 && errno != EEXIST)
+		return err_set(err, ERR_INTERNAL, NULL, errno, "mkdir '%s': %s", p->dir,
+			       strerror(errno));
+	return 0;
+}
+
+/* One build of an image file at a time: flock on <dir>/.<base>.lock, held while building. */
+static int
+build_lock(const struct place *p, struct err *err)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	if (kit_path(path, sizeof(path), "%s/.%s.lock", p->dir, p->base) < 0)
+		return err_set(err, ERR_INVALID, NULL, ENAMETOOLONG, "path '%s' too long", p->dir);
+	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return err_set(err, ERR_INTERNAL, NULL, errno, "'%s': %s", path, strerror(errno));
+	while (flock(fd, LOCK_EX) < 0)
+		if (errno != EINTR) {
+			int e = errno;
+			close(fd);
+			return err_set(err, ERR_INTERNAL, NULL, e, "lock '%s': %s", path,
+				       strerror(e));
+		}
+	return fd;
+}
+
+/* Staging directories of this image left by a build that died (the lock is ours). */
+static void
+remove_stale(const struct place *p)
+{
+	char prefix[NAME_MAX + 16], path[PATH_MAX];
+	DIR *d = opendir(p->dir);
+	struct dirent *de;
+
+	snprintf(prefix, sizeof(prefix), ".image-%s-", p->base);
+	while (d && (de = readdir(d)))
+		if (strncmp(de->d_name, prefix, strlen(prefix)) == 0 &&
+		    kit_path(path, sizeof(path), "%s/%s", p->dir, de->d_name) == 0) {
+			log_info("kit: removing '%s' left by an interrupted build", path);
+			int r = kit_tree_remove(path);
+			if (r < 0)
+				log_warn("kit: remove '%s': %s", path, strerror(-r));
+		}
+	if (d)
+		closedir(d);
+}
+
+/* <dir>/.image-<base>-XXXXXX with tree/ and image.ext4 inside. */
+static int
+build_dirs(struct build *b, const struct place *p, struct err *err)
+{
+	if (kit_path(b->tmp, sizeof(b->tmp), "%s/.image-%s-XXXXXX", p->dir, p->base) < 0)
+		return err_set(err, ERR_INVALID, NULL, ENAMETOOLONG, "path '%s' too long", p->dir);
+	if (!mkdtemp(b->tmp))
+		return err_set(err, ERR_INTERNAL, NULL, errno, "mkdtemp '%s': %s", b->tmp,
+			       strerror(errno));
+	snprintf(b->tree, sizeof(b->tree), "%s/tree", b->tmp);
+	snprintf(b->file, sizeof(b->file), "%s/image.ext4", b->tmp);
+	return 0;
+}
+
+static int
+build_locked(size_t i, const char *out_path, kit_percent_fn progress, void *ud, struct err *err)
+{
+	struct build b = {.progress = progress, .ud = ud};
+	struct place p;
+	struct stat st;
+	bool existed = stat(out_path, &st) == 0;
+	int r = place_of(out_path, &p, err);
+
+	if (r < 0)
+		return r;
+	cleanup_close int lock = build_lock(&p, err);
+	if (lock < 0)
+		return lock;
+	/* another build finished it while this one waited for the lock */
+	if (!existed && stat(out_path, &st) == 0)
+		return 0;
+	remove_stale(&p);
+	if ((r = build_dirs(&b, &p, err)) < 0)
+		return r;
+	r = builders[i].build(&b, out_path, err);
+	int rr = kit_tree_remove(b.tmp);
+	if (rr < 0)
+		log_warn("kit: remove '%s': %s", b.tmp, strerror(-rr));
+	return r;
+}
+
+int
+kit_image_build_percent(const char *name, const char *out_path, kit_percent_fn progress, void *ud,
+			struct err *err)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(builders); i++)
+		if (streq(name, builders[i].name))
+			return build_locked(i, out_path, progress, ud, err) < 0
+				       ? err_wrap(err, "image '%s'", name)
+				       : 0;
+	return err_set(err, ERR_NOT_FOUND, "name", ENOENT,
+		       "no built-in image '%s' (built-in: tiny, debian)", name);
+}
+
+struct message_only {
+	kit_progress_fn progress;
+	void *ud;
+};
+
+static void
+message_only(void *ud, const char *step, unsigned percent, const char *message)
+{
+	const struct message_only *m = ud;
+
+	(void)percent;
+	m->progress(m->ud, step, message);
 }
 
 int
 kit_image_build(const char *name, const char *out_path, kit_progress_fn progress, void *ud,
 		struct err *err)
 {
-	struct build b;
-	const char *slash = strrchr(out_path, '/');
-	int r;
+	struct message_only m = {progress, ud};
 
-	if (!streq(name, "tiny"))
-		return err_set(err, ERR_NOT_FOUND, "name", ENOENT,
-			       "no built-in image '%s' (built-in: tiny)", name);
-	if (snprintf(b.tmp, sizeof(b.tmp), "%.*s.image-XXXXXX",
-		     slash ? (int)(slash - out_path) + 1 : 0, out_path) >= (int)sizeof(b.tmp))
-		return err_set(err, ERR_INVALID, NULL, ENAMETOOLONG, "path '%s' too long",
-			       out_path);
-	/* the images folder of a fresh data dir */
-	if (slash && slash != out_path) {
-		snprintf(b.tree, sizeof(b.tree), "%.*s", (int)(slash - out_path), out_path);
-		if (mkdir(b.tree, 0755) < 0 && errno != EEXIST)
-			return err_set(err, ERR_INTERNAL, NULL, errno, "mkdir '%s': %s", b.tree,
-				       strerror(errno));
-	}
-	if (!mkdtemp(b.tmp))
-		return err_set(err, ERR_INTERNAL, NULL, errno, "mkdtemp '%s': %s", b.tmp,
-			       strerror(errno));
-	snprintf(b.tree, sizeof(b.tree), "%s/tree", b.tmp);
-	snprintf(b.file, sizeof(b.file), "%s/image.ext4", b.tmp);
-	r = build_tiny(&b, out_path, progress, ud, err);
-	int rr = kit_tree_remove(b.tmp);
-	if (rr < 0)
-		log_warn("kit: remove '%s': %s", b.tmp, strerror(-rr));
-	return r < 0 ? err_wrap(err, "image 'tiny'") : 0;
+	return kit_image_build_percent(name, out_path, progress ? message_only : NULL, &m, err);
 }

@@ -21,6 +21,7 @@
 #include "err.h"
 #include "kit.h"
 #include "kit_cpio.h"
+#include "kit_debian.h"
 #include "kit_image.h"
 #include "kit_modules.h"
 #include "kit_rootfs.h"
@@ -654,6 +655,204 @@ test_clone_grow(void **ts)
 	assert_int_equal(size_of(dest), 48 << 20);
 }
 
+/* ---- the debian image's pure parts: the mirror from apt's sources, debootstrap's progress -- */
+
+static void
+expect_mirror(const char *sources, const char *want)
+{
+	char buf[256];
+
+	if (!want) {
+		assert_int_equal(kit_debian_mirror_parse(sources, buf, sizeof(buf)), -ENOENT);
+		return;
+	}
+	assert_int_equal(kit_debian_mirror_parse(sources, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, want);
+}
+
+static void
+test_debian_mirror(void **ts)
+{
+	char buf[8];
+
+	(void)ts;
+	/* one-line format: comments, deb-src and other suites skipped; options, a trailing '/' */
+	expect_mirror("# deb http://old/debian bookworm main\n"
+		      "deb-src http://src/debian bookworm main\n"
+		      "deb http://a/debian bullseye main\n"
+		      "deb [arch=amd64 signed-by=/k.gpg] http://ftp.fr.debian.org/debian/ bookworm "
+		      "main\n",
+		      "http://ftp.fr.debian.org/debian");
+	/* deb822 as Debian 12 ships it: the security stanza comes second */
+	expect_mirror("Types: deb\n"
+		      "# http://snapshot.debian.org/archive/debian/20250520T000000Z\n"
+		      "URIs: http://deb.debian.org/debian\n"
+		      "Suites: bookworm bookworm-updates\n"
+		      "Components: main\n"
+		      "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+		      "\n"
+		      "Types: deb\n"
+		      "URIs: http://deb.debian.org/debian-security\n"
+		      "Suites: bookworm-security\n",
+		      "http://deb.debian.org/debian");
+	/* continuation lines; the first http(s) URI of several */
+	expect_mirror("Types: deb-src deb\nURIs: file:/srv/m\n https://c/debian/\nSuites: sid\n "
+		      "bookworm\n",
+		      "https://c/debian");
+	/* nothing usable: deb-src only, disabled, another suite, a local mirror */
+	expect_mirror("Types: deb-src\nURIs: http://a/debian\nSuites: bookworm\n", NULL);
+	expect_mirror("Types: deb\nURIs: http://a/debian\nSuites: bookworm\nEnabled: no\n\n"
+		      "Types: deb\nURIs: http://b/debian-security\nSuites: bookworm-security\n",
+		      NULL);
+	expect_mirror("deb file:/srv/mirror bookworm main\ndeb http://a/debian stable main\n",
+		      NULL);
+	expect_mirror("", NULL);
+	assert_int_equal(
+		kit_debian_mirror_parse("deb http://a/debian bookworm main\n", buf, sizeof(buf)),
+		-ENAMETOOLONG);
+}
+
+/* Feeds debootstrap-like lines; checks the percent only grows and ends at 100. */
+static void
+test_debian_progress(void **ts)
+{
+	struct kit_debian_progress p = {0};
+	struct strbuf seen = {0};
+	unsigned percent = 0, last = 0;
+	char line[128], msg[128];
+	const char *head[] = {"I: Retrieving InRelease ",
+			      "I: Checking Release signature",
+			      "I: Retrieving Packages ",
+			      "I: Validating Packages ",
+			      "I: Resolving dependencies of required packages...",
+			      "W: a warning is no progress"};
+	const char *phases[] = {"Unpacking required packages", "Configuring required packages",
+				"Unpacking the base system", "Configuring the base system"};
+
+	(void)ts;
+	for (size_t i = 0; i < sizeof(head) / sizeof(head[0]); i++)
+		if (kit_debian_progress_line(&p, head[i], &percent, msg, sizeof(msg)))
+			strbuf_printf(&seen, "%u %s\n", percent, msg);
+	for (int i = 0; i < 130; i++) {
+		snprintf(line, sizeof(line), "I: %s pkg%d 1.0-%d",
+			 i % 2 ? "Validating" : "Retrieving", i / 2, i);
+		if (kit_debian_progress_line(&p, line, &percent, msg, sizeof(msg))) {
+			assert_true(percent >= last);
+			last = percent;
+			strbuf_printf(&seen, "%u %s\n", percent, msg);
+		}
+	}
+	for (int i = 0; i < 4 * 21; i++) {
+		const char *verb =
+			strncmp(phases[i / 21], "Unpacking", 9) ? "Configuring" : "Unpacking";
+		if (i % 21 == 0)
+			snprintf(line, sizeof(line), "I: %s...", phases[i / 21]);
+		else
+			snprintf(line, sizeof(line), "I: %s lib%d:amd64...", verb, i);
+		if (kit_debian_progress_line(&p, line, &percent, msg, sizeof(msg))) {
+			assert_true(percent >= last);
+			last = percent;
+			strbuf_printf(&seen, "%u %s\n", percent, msg);
+		}
+	}
+	assert_true(kit_debian_progress_line(&p, "I: Base system installed successfully.", &percent,
+					     msg, sizeof(msg)));
+	assert_int_equal(percent, 100);
+	assert_contains(seen.data, "1 fetching the release file\n");
+	assert_contains(seen.data, "5 resolving dependencies\n");
+	assert_contains(seen.data, "downloading packages (60)\n");
+	assert_contains(seen.data, "configuring the base system (20)\n");
+	assert_true(strstr(seen.data, "warning") == NULL);
+	assert_true(strstr(seen.data, "(70)") == NULL); /* 65 packages retrieved, not 130 lines */
+	strbuf_free(&seen);
+}
+
+/* Text of the file at path under dir ("" when missing); the caller frees. */
+static char *
+text_at(const char *dir, const char *path)
+{
+	char full[PATH_MAX];
+	char *text = NULL;
+
+	snprintf(full, sizeof(full), "%s/%s", dir, path);
+	return kit_tree_read(full, 1 << 20, &text) == 0 ? text : strdup("");
+}
+
+/* A tree like debootstrap's, with links planted where files are written: they are replaced,
+ * never written through. */
+static void
+test_debian_configure(void **ts)
+{
+	struct state *st = *ts;
+	char host_file[PATH_MAX], link[PATH_MAX], *text;
+	int root = open_dir(st->dir), host = open_dir(st->host);
+	struct stat sb;
+	ssize_t n;
+
+	snprintf(host_file, sizeof(host_file), "%s/hostname", st->host);
+	assert_int_equal(kit_tree_write(host, "hostname", 0644, "host\n", 5), 0);
+	assert_int_equal(kit_tree_mkdir(root, "etc/ssh", 0755), 0);
+	assert_int_equal(kit_tree_mkdir(root, "etc/systemd/system", 0755), 0);
+	assert_int_equal(kit_tree_mkdir(root, "var/cache/apt/archives", 0755), 0);
+	assert_int_equal(kit_tree_write(root, "etc/ssh/ssh_host_ed25519_key", 0600, "k", 1), 0);
+	assert_int_equal(kit_tree_write(root, "etc/ssh/ssh_host_rsa_key.pub", 0644, "k", 1), 0);
+	assert_int_equal(kit_tree_write(root, "etc/ssh/sshd_config", 0644, "x\n", 2), 0);
+	assert_int_equal(kit_tree_write(root, "etc/shadow", 0640, "root:*:1:0:::::\n", 16), 0);
+	assert_int_equal(kit_tree_write(root, "var/cache/apt/archives/a_1_amd64.deb", 0644, "d", 1),
+			 0);
+	assert_int_equal(kit_tree_symlink(root, "etc/hostname", host_file), 0);
+	assert_int_equal(kit_tree_symlink(root, "etc/machine-id", host_file), 0);
+	assert_int_equal(kit_tree_symlink(root, "etc/systemd/system/fstrim.timer", host_file), 0);
+	assert_int_equal(kit_debian_configure(root, &st->err), 0);
+
+	text = text_at(st->host, "hostname");
+	assert_string_equal(text, "host\n"); /* the host's file is untouched */
+	free(text);
+	text = text_at(st->dir, "etc/hostname");
+	assert_string_equal(text, "sistemo\n");
+	free(text);
+	assert_int_equal(fstatat(root, "etc/machine-id", &sb, AT_SYMLINK_NOFOLLOW), 0);
+	assert_true(S_ISREG(sb.st_mode) && sb.st_size == 0);
+	assert_int_equal(faccessat(root, "etc/ssh/ssh_host_ed25519_key", F_OK, 0), -1);
+	assert_int_equal(faccessat(root, "etc/ssh/ssh_host_rsa_key.pub", F_OK, 0), -1);
+	assert_int_equal(faccessat(root, "etc/ssh/sshd_config", F_OK, 0), 0);
+	assert_int_equal(faccessat(root, "var/cache/apt/archives/a_1_amd64.deb", F_OK, 0), -1);
+	text = text_at(st->dir, "etc/ssh/sshd_config.d/sistemo.conf");
+	assert_contains(text, "PermitRootLogin prohibit-password\n");
+	free(text);
+	text = text_at(st->dir, "etc/fstab");
+	assert_contains(text, "/dev/vda / ext4 defaults 0 1\n");
+	free(text);
+	n = readlinkat(root, "etc/systemd/system/fstrim.timer", link, sizeof(link) - 1);
+	assert_int_equal(n, 9);
+	link[n] = '\0';
+	assert_string_equal(link, "/dev/null");
+	n = readlinkat(root, "etc/systemd/system/apt-daily.timer", link, sizeof(link) - 1);
+	assert_int_equal(n, 9);
+
+	/* root with a password: refused */
+	assert_int_equal(unlinkat(root, "etc/shadow", 0), 0);
+	assert_int_equal(kit_tree_write(root, "etc/shadow", 0640, "root:$6$x$y:1:0:::::\n", 21), 0);
+	assert_true(kit_debian_configure(root, &st->err) < 0);
+	assert_contains(st->err.msg, "root has a password");
+	err_clear(&st->err);
+	close(root);
+
+	/* a link on the way (etc -> a host directory): refused, nothing written there */
+	assert_int_equal(kit_tree_mkdir(host, "t2", 0755), 0);
+	assert_int_equal(symlinkat(st->host, host, "t2/etc"), 0);
+	snprintf(link, sizeof(link), "%s/t2", st->host);
+	root = open_dir(link);
+	assert_true(kit_debian_configure(root, &st->err) < 0);
+	assert_int_equal(faccessat(host, "fstab", F_OK, 0), -1);
+	assert_int_equal(faccessat(host, "resolv.conf", F_OK, 0), -1);
+	text = text_at(st->host, "hostname");
+	assert_string_equal(text, "host\n");
+	free(text);
+	close(root);
+	close(host);
+}
+
 /* ---- images and kernels ---------------------------------------------------------------- */
 
 static void
@@ -759,6 +958,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_inject_systemd, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inject_rejects, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_clone_grow, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_debian_mirror, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_debian_progress, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_debian_configure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_image_tiny, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kernel_find, setup, teardown),
 	};
