@@ -805,8 +805,7 @@ build_locked(struct build *b, struct err *err)
 			       strerror(errno));
 	kit_path(b->src, sizeof(b->src), "%s/" SOURCE_DIR, b->tmp);
 	r = build_steps(b, err);
-	if (r < 0)
-		report(b, "cleanup", b->percent, "removing the build tree");
+	report(b, "cleanup", r < 0 ? b->percent : 98, "removing the build tree");
 	int rr = kit_tree_remove(b->tmp);
 	if (rr < 0)
 		log_warn("kit: remove '%s': %s", b->tmp, strerror(-rr));

@@ -12,9 +12,9 @@ extern const char *const kit_kernel_options_off[];
 /* Appended to the version: `uname -r` in a guest says "6.1.192-sistemo". */
 #define KIT_KERNEL_LOCALVERSION "-sistemo"
 
-/* Files the configured bzImage compiles (its "  CC" lines), measured on 6.1.192; progress is
+/* Files the configured bzImage compiles (its "  CC" lines): 2197 for 6.1.192. Progress is
  * reported against it and never passes 95 %. */
-#define KIT_KERNEL_CC_EXPECTED 2700u
+#define KIT_KERNEL_CC_EXPECTED 2200u
 
 /* The scripts/config arguments that turn the options on and off and set the local version,
  * after argv[0..n) the caller filled: ("-e", "VIRTIO_MMIO", ..., "-d", "MODULES", ...,
