@@ -47,10 +47,16 @@ stop_daemon() {
 	DAEMON_PID=
 }
 
-# VMMs outlive a daemon on purpose; a test stops its own by PID.
+# VMMs outlive a daemon on purpose; a test stops its own by PID, then removes the cgroups the
+# daemon made for its machines (the host's cgroup tree is shared with the test).
 kill_vmms() {
-	local p
+	local p id
 	for p in $(pgrep -f "$SISTEMO_DATA_DIR/vms/" || true); do kill -9 "$p" 2>/dev/null || true; done
+	for id in $(ls "$SISTEMO_DATA_DIR/vms" 2>/dev/null); do
+		for p in /sys/fs/cgroup/*/sistemo/"$id" /sys/fs/cgroup/sistemo/"$id"; do
+			[ -d "$p" ] && for _ in 1 2 3 4 5; do rmdir "$p" 2>/dev/null && break; sleep 0.2; done
+		done
+	done
 }
 
 cleanup() {
