@@ -11,7 +11,9 @@ bash ci/build.sh build
 cmake --install build >/dev/null
 echo "installed /usr/local/bin/sistemo"
 sistemo install
-if [ -d /run/systemd/system ]; then
+if sistemo system info >/dev/null 2>&1; then
+	echo "the sistemo daemon is already running"
+elif [ -d /run/systemd/system ]; then
 	sistemo service install
 	# systemd returns before the socket listens: wait for it, bounded
 	for _ in $(seq 1 100); do sistemo system info >/dev/null 2>&1 && break; sleep 0.1; done
