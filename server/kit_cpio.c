@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kit_tree.h"
+
 #include "macro.h"
 
 #define NEWC_HEADER_SIZE 110
@@ -176,17 +178,13 @@ copy_body(struct kit_cpio *c, int fd, uint64_t size)
 int
 kit_cpio_add_file(struct kit_cpio *c, const char *name, mode_t mode, const char *src)
 {
-	cleanup_close int fd = open(src, O_RDONLY | O_CLOEXEC);
-	struct entry e = {.name = name, .mode = S_IFREG | (mode & 07777), .nlink = 1};
 	struct stat st;
+	cleanup_close int fd = kit_tree_open_regular(src, &st);
+	struct entry e = {.name = name, .mode = S_IFREG | (mode & 07777), .nlink = 1};
 	int r;
 
 	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (!S_ISREG(st.st_mode))
-		return -EINVAL;
+		return fd;
 	if ((uint64_t)st.st_size > UINT32_MAX)
 		return -EFBIG;
 	if (!name_ok(name))

@@ -171,19 +171,31 @@ kit_tree_write(int root, const char *path, mode_t mode, const void *data, size_t
 }
 
 int
+kit_tree_open_regular(const char *src, struct stat *st)
+{
+	int fd = open(src, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	int r = fstat(fd, st) < 0 ? -errno : S_ISREG(st->st_mode) ? 0 : -EINVAL;
+
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+int
 kit_tree_copy(int root, const char *path, mode_t mode, const char *src)
 {
-	cleanup_close int in = open(src, O_RDONLY | O_CLOEXEC);
-	cleanup_close int fd = -1;
 	struct stat st;
+	cleanup_close int in = kit_tree_open_regular(src, &st);
+	cleanup_close int fd = -1;
 	int r;
 
 	if (in < 0)
-		return -errno;
-	if (fstat(in, &st) < 0)
-		return -errno;
-	if (!S_ISREG(st.st_mode))
-		return -EINVAL;
+		return in;
 	fd = create_file(root, path);
 	if (fd < 0)
 		return fd;

@@ -4,6 +4,8 @@
  * around them: copies that keep holes, recursive removal that never leaves the tree. */
 #pragma once
 
+#include <sys/stat.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -20,6 +22,10 @@ int kit_tree_mkdir(int root, const char *path, mode_t mode);
 
 /* Creates a new file (never replaces one) with mode and the given bytes. */
 int kit_tree_write(int root, const char *path, mode_t mode, const void *data, size_t size);
+
+/* Opens src for reading (O_CLOEXEC) and fills st; -EINVAL unless it is a regular file.
+ * Returns the fd or a negative errno. */
+int kit_tree_open_regular(const char *src, struct stat *st);
 
 /* Creates a new file with mode holding a copy of the host file src (followed if a link). */
 int kit_tree_copy(int root, const char *path, mode_t mode, const char *src);
