@@ -11,13 +11,8 @@
 
 #include "log.h"
 #include "macro.h"
+#include "store_impl.h"
 #include "store_schema.h"
-
-struct store {
-	sqlite3 *db;
-	pthread_mutex_t lock;
-	unsigned version;
-};
 
 int64_t
 store_now_ms(void)
@@ -29,7 +24,7 @@ store_now_ms(void)
 }
 
 /* The one place SQLite's error space turns into ours. */
-static int
+int
 db_error(struct store *s, struct err *err, const char *what)
 {
 	int rc = sqlite3_extended_errcode(s->db);
@@ -46,7 +41,7 @@ db_error(struct store *s, struct err *err, const char *what)
 	return err_set(err, code, NULL, EIO, "database: %s: %s", what, sqlite3_errmsg(s->db));
 }
 
-static int
+int
 exec_locked(struct store *s, const char *sql, struct err *err)
 {
 	char *msg = NULL;
@@ -176,22 +171,13 @@ store_schema_latest(void)
 	return store_schema_count();
 }
 
-static const char *
+const char *
 col_text(sqlite3_stmt *st, int i)
 {
 	const unsigned char *t = sqlite3_column_text(st, i);
 
 	return t ? (const char *)t : "";
 }
-
-/* A value bound to ?N: text (NULL binds "") or an integer. */
-struct bind {
-	const char *text;
-	int64_t i;
-	bool is_int;
-};
-#define TEXT(v) ((struct bind){.text = (v)})
-#define INT(v) ((struct bind){.i = (v), .is_int = true})
 
 static void
 bind_all(sqlite3_stmt *st, const struct bind *b, size_t n)
@@ -204,9 +190,7 @@ bind_all(sqlite3_stmt *st, const struct bind *b, size_t n)
 					  SQLITE_TRANSIENT);
 }
 
-/* Runs one statement (the caller holds the lock), calling row(st, ud) for each result row
- * until it returns non-zero (1 stops, negative fails). `what` names the work in errors. */
-static int
+int
 query_locked(struct store *s, const char *what, const char *sql, const struct bind *b, size_t n,
 	     int (*row)(sqlite3_stmt *st, void *ud), void *ud, struct err *err)
 {
@@ -224,8 +208,7 @@ query_locked(struct store *s, const char *what, const char *sql, const struct bi
 	return r < 0 ? r : 0;
 }
 
-/* query_locked under the lock. */
-static int
+int
 query(struct store *s, const char *what, const char *sql, const struct bind *b, size_t n,
       int (*row)(sqlite3_stmt *st, void *ud), void *ud, struct err *err)
 {
@@ -235,7 +218,7 @@ query(struct store *s, const char *what, const char *sql, const struct bind *b, 
 	return r;
 }
 
-static int
+int
 row_count(sqlite3_stmt *st, void *ud)
 {
 	*(unsigned *)ud = (unsigned)sqlite3_column_int64(st, 0);
@@ -336,6 +319,9 @@ machine_row(sqlite3_stmt *st, void *ud)
 		.created_ms = sqlite3_column_int64(st, 15),
 		.state_changed_ms = sqlite3_column_int64(st, 16),
 		.ip = col_text(st, 17),
+		.network_mode = col_text(st, 18),
+		.allow_from = col_text(st, 19),
+		.egress_allow = col_text(st, 20),
 	};
 	return cb->fn(cb->ud, &m);
 }
@@ -343,7 +329,8 @@ machine_row(sqlite3_stmt *st, void *ud)
 #define MACHINE_SELECT                                                                             \
 	"SELECT m.id, m.name, m.state, m.image, m.image_digest, coalesce(n.name, 'default'), "     \
 	"  m.driver, m.vcpus, m.memory_mb, m.storage_mb, m.mac, m.namespace, m.pid, m.boot_ms, "   \
-	"  m.error, m.created_ms, m.state_changed_ms, coalesce(a.ip, '') "                         \
+	"  m.error, m.created_ms, m.state_changed_ms, coalesce(a.ip, ''), m.network_mode, "        \
+	"  m.allow_from, m.egress_allow "                                                          \
 	"FROM machine m LEFT JOIN network n ON n.id = m.network_id "                               \
 	"LEFT JOIN ip_allocation a ON a.machine_id = m.id "
 
@@ -378,6 +365,9 @@ machine_copy(void *ud, const struct machine_rec *m)
 	COPY(o->mac, m->mac);
 	COPY(o->namespace_, m->namespace);
 	COPY(o->error, m->error);
+	COPY(o->network_mode, m->network_mode);
+	COPY(o->allow_from, m->allow_from);
+	COPY(o->egress_allow, m->egress_allow);
 	o->vcpus = m->vcpus;
 	o->memory_mb = m->memory_mb;
 	o->storage_mb = m->storage_mb;
@@ -478,22 +468,29 @@ static int
 machine_insert(struct store *s, const struct machine_rec *m, const char *ip, struct err *err)
 {
 	int64_t now = store_now_ms();
-	const struct bind mb[] = {TEXT(m->id),
-				  TEXT(m->name),
-				  TEXT(m->image),
-				  TEXT(m->driver),
-				  INT(m->vcpus),
-				  INT((int64_t)m->memory_mb),
-				  INT((int64_t)m->storage_mb),
-				  TEXT(m->mac),
-				  TEXT(m->namespace),
-				  INT(now)};
+	const struct bind mb[] = {
+		TEXT(m->id),
+		TEXT(m->name),
+		TEXT(m->image),
+		TEXT(m->driver),
+		INT(m->vcpus),
+		INT((int64_t)m->memory_mb),
+		INT((int64_t)m->storage_mb),
+		TEXT(m->mac),
+		TEXT(m->namespace),
+		INT(now),
+		TEXT(m->network),
+		TEXT(m->network_mode && *m->network_mode ? m->network_mode : "bridge"),
+		TEXT(m->allow_from),
+		TEXT(m->egress_allow)};
 	const struct bind ab[] = {TEXT(m->network), TEXT(ip), TEXT(m->id), INT(now)};
 	int r = query_locked(
 		s, "record machine",
 		"INSERT INTO machine (id, name, state, image, driver, vcpus, memory_mb, "
-		"storage_mb, mac, namespace, created_ms, state_changed_ms) VALUES "
-		"(?1, ?2, 'creating', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+		"storage_mb, mac, namespace, created_ms, state_changed_ms, network_id, "
+		"network_mode, "
+		"allow_from, egress_allow) VALUES (?1, ?2, 'creating', ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+		"?10, ?10, (SELECT id FROM network WHERE name = ?11), ?12, ?13, ?14)",
 		mb, ARRAY_SIZE(mb), NULL, NULL, err);
 	if (r < 0 && err->code == ERR_EXISTS) {
 		err_clear(err);
@@ -616,49 +613,6 @@ store_machine_count(struct store *s, unsigned *ret_total, unsigned *ret_running,
 		     : query(s, "count machines",
 			     "SELECT count(*) FROM machine WHERE state = 'running'", NULL, 0,
 			     row_count, ret_running, err);
-}
-
-int
-store_network_machine_count(struct store *s, const char *network, unsigned *ret, struct err *err)
-{
-	const struct bind b[] = {TEXT(network)};
-
-	*ret = 0;
-	return query(s, "count machines",
-		     "SELECT count(*) FROM machine m LEFT JOIN network n ON n.id = m.network_id "
-		     "WHERE coalesce(n.name, 'default') = ?1",
-		     b, ARRAY_SIZE(b), row_count, ret, err);
-}
-
-struct network_cb {
-	int (*fn)(void *ud, const struct network_rec *n);
-	void *ud;
-};
-
-static int
-network_row(sqlite3_stmt *st, void *ud)
-{
-	struct network_cb *cb = ud;
-	struct network_rec n = {
-		.id = col_text(st, 0),
-		.name = col_text(st, 1),
-		.subnet = col_text(st, 2),
-		.bridge = col_text(st, 3),
-		.mode = col_text(st, 4),
-		.created_ms = sqlite3_column_int64(st, 5),
-	};
-	return cb->fn(cb->ud, &n);
-}
-
-int
-store_network_list(struct store *s, int (*fn)(void *ud, const struct network_rec *n), void *ud,
-		   struct err *err)
-{
-	struct network_cb cb = {fn, ud};
-
-	return query(s, "list networks",
-		     "SELECT id, name, subnet, bridge, mode, created_ms FROM network ORDER BY name",
-		     NULL, 0, network_row, &cb, err);
 }
 
 int

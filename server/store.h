@@ -48,6 +48,9 @@ int store_audit_list(struct store *s, const struct audit_filter *f,
 struct machine_rec {
 	const char *id, *name, *state, *image, *image_digest, *network, *driver;
 	const char *ip, *mac, *namespace, *error;
+	const char *network_mode; /* bridge, isolated, none */
+	const char *allow_from;   /* comma-separated machine or network names, or "" */
+	const char *egress_allow; /* comma-separated HOST:PORT or CIDR:PORT, or "" */
 	unsigned vcpus;
 	uint64_t memory_mb, storage_mb, boot_ms;
 	int64_t pid, created_ms, state_changed_ms;
@@ -62,6 +65,7 @@ int store_machine_list(struct store *s, const char *network,
 struct machine_info {
 	char id[40], name[64], state[16], image[4096], image_digest[80], network[64], driver[16];
 	char ip[16], mac[18], namespace_[32], error[1024];
+	char network_mode[16], allow_from[1024], egress_allow[1024];
 	unsigned vcpus;
 	uint64_t memory_mb, storage_mb, boot_ms;
 	int64_t pid, created_ms, state_changed_ms;
@@ -71,7 +75,7 @@ struct machine_info {
 int store_machine_get(struct store *s, const char *ref, struct machine_info *ret, struct err *err);
 
 /* Records a new machine in state 'creating' (id, name, image, driver, vcpus, memory_mb,
- * storage_mb, mac, namespace and network from m) and allocates the lowest free address of
+ * storage_mb, mac, namespace, network and policy from m) and allocates the lowest free address of
  * subnet/prefix on m->network ("default" or a network name), in one transaction: ret_ip gets
  * it. ERR_EXISTS (field "name") when the name is taken; ERR_EXHAUSTED when no address is left. */
 int store_machine_create(struct store *s, const struct machine_rec *m, uint32_t subnet,
@@ -108,6 +112,53 @@ struct network_rec {
 /* Calls fn for every named network, by name. */
 int store_network_list(struct store *s, int (*fn)(void *ud, const struct network_rec *n), void *ud,
 		       struct err *err);
+
+/* An owned copy of one named network. */
+struct network_info {
+	char id[40], name[32], subnet[24], bridge[16], mode[16];
+	int64_t created_ms;
+};
+
+/* Records a named network (id, name, subnet, bridge, mode from n; created now). ERR_EXISTS
+ * (field "name") when the name is taken, (field "subnet") when the subnet is. */
+int store_network_create(struct store *s, const struct network_rec *n, struct err *err);
+
+/* Finds a named network by name or bridge. ERR_NOT_FOUND naming ref. */
+int store_network_get(struct store *s, const char *ref, struct network_info *ret, struct err *err);
+
+/* Deletes a named network unless a machine (in any state) is on it: ERR_PRECONDITION naming
+ * how many and the first. ERR_NOT_FOUND when there is no such network. */
+int store_network_delete(struct store *s, const char *name, struct err *err);
+
+/* Sets a named network's default mode for machines deployed on it. */
+int store_network_set_mode(struct store *s, const char *name, const char *mode, struct err *err);
+
+/* One exposed port, with its machine. */
+struct port_rec {
+	const char *machine_id, *machine, *machine_ip, *network, *state;
+	const char *host_ip; /* "" for every host address */
+	unsigned host_port, machine_port;
+	const char *protocol; /* "tcp", "udp" */
+};
+
+/* Records an exposed port of a machine. ERR_EXISTS (field "port") naming the machine that
+ * holds host_port/protocol already. */
+int store_port_add(struct store *s, const char *machine_id, const char *host_ip, unsigned host_port,
+		   unsigned machine_port, const char *protocol, struct err *err);
+
+/* Removes a machine's exposed host_port/protocol.
+ * ERR_NOT_FOUND when the machine does not expose it. */
+int store_port_del(struct store *s, const char *machine_id, unsigned host_port,
+		   const char *protocol, struct err *err);
+
+/* Calls fn for every exposed port, by host port: of one machine (id), of one network, or all
+ * (both NULL). */
+int store_port_list(struct store *s, const char *machine_id, const char *network,
+		    int (*fn)(void *ud, const struct port_rec *p), void *ud, struct err *err);
+
+/* Replaces a machine's network policy. */
+int store_machine_set_policy(struct store *s, const char *id, const char *mode,
+			     const char *allow_from, const char *egress_allow, struct err *err);
 
 /* A long operation's row. */
 struct store_operation {
