@@ -381,14 +381,14 @@ resolv_conf(void **state)
 	FILE *f = fdopen(fd, "w");
 	assert_non_null(f);
 	memset(long_line, 'x', sizeof(long_line));
-	memcpy(long_line + 300, " nameserver 9.9.9.9 ", 20); /* inside an overlong line */
 	fprintf(f,
 		"# generated\n; nameserver 1.1.1.1\nsearch example.org\n"
 		"nameserver 127.0.0.53\nnameserver   10.0.0.1 # office\n"
 		"nameserver fe80::1%%eth0\nnameserver 127.0.0.53\noptions edns0\n"
-		"nameserver 0.0.0.0\nnameserver 300.1.1.1\nnameserver\n%.*s\n"
+		"nameserver 0.0.0.0\nnameserver 300.1.1.1\nnameserver\n"
+		"%.255s nameserver 9.9.9.9 %.300s\n" /* a line read in pieces */
 		"\tnameserver\t192.168.1.1\nnameserver 8.8.8.8\n",
-		(int)sizeof(long_line), long_line);
+		long_line, long_line);
 	fclose(f);
 	assert_int_equal(dns_upstreams_from_resolv_conf(path, ns, DNS_MAX_UPSTREAMS), 4);
 	assert_int_equal(ns[0], 0x7f000035);
