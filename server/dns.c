@@ -766,6 +766,23 @@ listener_close(struct listener *l)
 	free(l);
 }
 
+/* Copies the upstreams but our own addresses; a new list is tried from its first. The lock is
+ * held. */
+static void
+upstreams_apply_locked(struct dns_server *s)
+{
+	uint32_t up[DNS_MAX_UPSTREAMS];
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->n_upstreams; i++)
+		if (!listener_live(s, s->upstreams[i]))
+			up[n++] = s->upstreams[i];
+	if (n != s->n_up || memcmp(up, s->up, n * sizeof(*up)) != 0)
+		s->preferred = 0;
+	memcpy(s->up, up, sizeof(up));
+	s->n_up = n;
+}
+
 /* Takes what other threads asked for: closes unlistened addresses (and their TCP clients),
  * snapshots listeners and upstreams. Returns false once the server must stop. */
 static bool
@@ -786,10 +803,7 @@ control_apply(struct dns_server *s)
 	s->n_ls = 0;
 	for (struct listener *l = s->listeners; l && s->n_ls < MAX_LISTENERS; l = l->next)
 		s->ls[s->n_ls++] = l;
-	s->n_up = 0;
-	for (size_t i = 0; i < s->n_upstreams; i++)
-		if (!listener_live(s, s->upstreams[i]))
-			s->up[s->n_up++] = s->upstreams[i];
+	upstreams_apply_locked(s);
 	s->applied = s->asked;
 	pthread_cond_broadcast(&s->synced);
 	bool run = !s->stop;
@@ -1133,7 +1147,9 @@ dns_server_set_upstreams(struct dns_server *s, const uint32_t *addrs, size_t n)
 	s->n_upstreams = n < DNS_MAX_UPSTREAMS ? n : DNS_MAX_UPSTREAMS;
 	if (s->n_upstreams)
 		memcpy(s->upstreams, addrs, s->n_upstreams * sizeof(*addrs));
-	s->asked++;
-	pthread_mutex_unlock(&s->lock);
+	uint64_t want = ++s->asked;
 	poke(s);
+	if (!pthread_equal(pthread_self(), s->thread))
+		wait_applied_locked(s, want);
+	pthread_mutex_unlock(&s->lock);
 }

@@ -86,7 +86,8 @@ int dns_server_listen(struct dns_server *s, uint32_t addr, uint16_t port, struct
  * up to 5 s for the server's thread). Returns 0, or -ENOENT when not listening there. */
 int dns_server_unlisten(struct dns_server *s, uint32_t addr);
 
-/* Sets the resolvers that names not ours are forwarded to (host order, port 53; copied).
+/* Sets the resolvers that names not ours are forwarded to (host order, port 53; copied), in
+ * the order to try them; queries arriving after it returns use them (it waits like unlisten).
  * Addresses the server listens on are skipped, so it never forwards to itself. With none, such
  * queries get SERVFAIL. */
 void dns_server_set_upstreams(struct dns_server *s, const uint32_t *addrs, size_t n);
