@@ -27,10 +27,11 @@
 #define OPCODE_MASK 0x7800
 
 #define MAX_LISTENERS 256
-#define MAX_PENDING 1024 /* UDP queries forwarded and not answered yet */
-#define MAX_CONNS 64     /* TCP clients */
-#define PENDING_MS 5000  /* a forwarded query is forgotten after this */
-#define RETRY_MS 1000    /* then it goes to the next upstream */
+#define MAX_PENDING 1024           /* UDP queries forwarded and not answered yet */
+#define MAX_PENDING_PER_CLIENT 256 /* so one machine cannot take the table from the others */
+#define MAX_CONNS 64               /* TCP clients */
+#define PENDING_MS 5000            /* a forwarded query is forgotten after this */
+#define RETRY_MS 1000              /* then it goes to the next upstream */
 #define TCP_IDLE_MS 10000
 #define QUERY_MAX 4096 /* longer queries are not forwarded (UDP) or accepted (TCP) */
 #define REPLY_MAX 512  /* our own replies: 287 bytes at most */
@@ -395,18 +396,25 @@ pending_send(struct dns_server *s, struct pending *p)
 }
 
 /* Forwards a client's query unchanged but for its id. 0, or negative when it cannot (no
- * upstream, too many pending, too long): the client then gets SERVFAIL. */
+ * upstream, too many pending in all or from this client, too long): the client then gets
+ * SERVFAIL. */
 static int
 forward(struct dns_server *s, uint32_t laddr, const struct sockaddr_in *client, const uint8_t *pkt,
 	size_t len)
 {
 	struct pending *p = NULL;
+	unsigned mine = 0;
 	uint16_t id;
 
-	for (size_t i = 0; i < MAX_PENDING && !p; i++)
-		if (!s->pending[i].query)
+	for (size_t i = 0; i < MAX_PENDING; i++) {
+		if (!s->pending[i].query && !p)
 			p = &s->pending[i];
-	if (!s->n_up || !p || len > QUERY_MAX || pending_new_id(s, &id) < 0)
+		else if (s->pending[i].query &&
+			 s->pending[i].client.sin_addr.s_addr == client->sin_addr.s_addr)
+			mine++;
+	}
+	if (!s->n_up || !p || mine >= MAX_PENDING_PER_CLIENT || len > QUERY_MAX ||
+	    pending_new_id(s, &id) < 0)
 		return -EAGAIN;
 	if (!(p->query = malloc(len)))
 		return -ENOMEM;
@@ -543,7 +551,7 @@ tcp_accept(struct dns_server *s, const struct listener *l)
 			if (s->conns[k].state == CONN_FREE)
 				c = &s->conns[k];
 		if (!c)
-			return; /* the rest wait in the backlog */
+			return;
 		int fd = accept4(l->tcp, (struct sockaddr *)&from, &from_len,
 				 SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0)
@@ -822,12 +830,17 @@ poll_add(struct dns_server *s, int fd, short events, enum slot_kind kind, void *
 static void
 poll_build(struct dns_server *s)
 {
+	bool room = false;
+
 	s->n_pfd = 0;
 	poll_add(s, s->control, POLLIN, SLOT_CONTROL, NULL);
 	poll_add(s, s->fwd, POLLIN, SLOT_FORWARD, NULL);
+	for (size_t i = 0; i < MAX_CONNS && !room; i++)
+		room = s->conns[i].state == CONN_FREE;
 	for (size_t i = 0; i < s->n_ls; i++) {
 		poll_add(s, s->ls[i]->udp, POLLIN, SLOT_UDP, s->ls[i]);
-		poll_add(s, s->ls[i]->tcp, POLLIN, SLOT_TCP, s->ls[i]);
+		if (room) /* else new connections wait in the backlog */
+			poll_add(s, s->ls[i]->tcp, POLLIN, SLOT_TCP, s->ls[i]);
 	}
 	for (size_t i = 0; i < MAX_CONNS; i++) {
 		struct conn *c = &s->conns[i];

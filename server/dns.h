@@ -88,8 +88,9 @@ int dns_server_unlisten(struct dns_server *s, uint32_t addr);
 
 /* Sets the resolvers that names not ours are forwarded to (host order, port 53; copied), in
  * the order to try them; queries arriving after it returns use them (it waits like unlisten).
- * Addresses the server listens on are skipped, so it never forwards to itself. With none, such
- * queries get SERVFAIL. */
+ * Addresses the server listens on are skipped, so it never forwards to itself. A query goes to
+ * the next one after 1 s without an answer and is forgotten after 5 s; 1024 may wait, 256 per
+ * client. With no resolver, or past those bounds, the client gets SERVFAIL. */
 void dns_server_set_upstreams(struct dns_server *s, const uint32_t *addrs, size_t n);
 
 /* Stops the thread and closes every socket. Accepts NULL. */
