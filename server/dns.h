@@ -45,7 +45,7 @@ struct dns_query {
 	size_t qname_len;
 };
 
-/* Parses a query from a client. 0: q is filled. -EINVAL: drop it (shorter than a header, or a
+/* Parses a query from a client. 0: *ret is filled. -EINVAL: drop it (shorter than a header, or a
  * response). -EOPNOTSUPP: an opcode other than QUERY (answer NOTIMP). -EBADMSG: malformed
  * (answer FORMERR): not one question, a label or name too long, truncated, a compression
  * pointer that leaves the packet or loops (pointers are followed at most 16 times). */
