@@ -65,8 +65,8 @@ status_ports(const Sistemo__V1__Machine *x)
 {
 	for (size_t i = 0; i < x->n_ports; i++) {
 		const Sistemo__V1__PortRule *p = x->ports[i];
-		output_kv(stdout, 12, i ? "" : "Ports:", "%s%s%u -> machine:%u (%s)",
-			  *p->host_ip ? p->host_ip : "host", ":", p->host_port, p->machine_port,
+		output_kv(stdout, 12, i ? "" : "Ports:", "%s:%u → machine:%u (%s)",
+			  *p->host_ip ? p->host_ip : "host", p->host_port, p->machine_port,
 			  output_enum(&sistemo__v1__protocol__descriptor, p->protocol));
 	}
 	for (size_t i = 0; i < x->n_volumes; i++) {
@@ -76,6 +76,30 @@ status_ports(const Sistemo__V1__Machine *x)
 		output_kv(stdout, 12, i ? "" : "Volumes:", "%s (%s, %s) %s", v->name, v->role, size,
 			  v->guest_path);
 	}
+}
+
+static void
+status_list(const char *key, char *const *items, size_t n)
+{
+	char buf[1024] = "";
+	size_t len = 0;
+
+	for (size_t i = 0; i < n && len < sizeof(buf); i++)
+		len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s%s", i ? ", " : "",
+					items[i]);
+	if (n)
+		output_kv(stdout, 12, key, "%s", buf);
+}
+
+static void
+status_policy(const Sistemo__V1__MachinePolicy *p)
+{
+	if (!p)
+		return;
+	output_kv(stdout, 12, "Mode:", "%s",
+		  output_enum(&sistemo__v1__network_mode__descriptor, p->network_mode));
+	status_list("Allow from:", p->allow_from, p->n_allow_from);
+	status_list("Egress to:", p->egress_allow, p->n_egress_allow);
 }
 
 static void
@@ -101,6 +125,7 @@ status_text(struct cli *cli, const ProtobufCMessage *m)
 	output_kv(stdout, 12, "PID:", "%lld", (long long)x->pid);
 	output_kv(stdout, 12, "Namespace:", "%s", x->namespace_);
 	status_ports(x);
+	status_policy(x->policy);
 }
 
 static int
@@ -446,7 +471,25 @@ run_policy(struct cli *cli, const struct cmd_args *a)
 	req.policy = &policy;
 	if (parse_policy(a, &policy, &err) < 0)
 		return cli_fail(cli, &err);
+	/* the parts of the policy not given on the command line are kept */
+	Sistemo__V1__MachineRef ref = SISTEMO__V1__MACHINE_REF__INIT;
+	Sistemo__V1__Machine *now = NULL;
+	ref.machine = req.machine;
+	STUB(c, sistemo__v1__machines__get, SVC_MACHINES, Sistemo__V1__Machine, &ref, &now);
+	if (!now)
+		return cmd_finish(cli, c, NULL, NULL);
+	if (now->policy && !cli_flag(a, "allow-from")) {
+		policy.allow_from = now->policy->allow_from;
+		policy.n_allow_from = now->policy->n_allow_from;
+	}
+	if (now->policy && !cli_flag(a, "egress-allow")) {
+		policy.egress_allow = now->policy->egress_allow;
+		policy.n_egress_allow = now->policy->n_egress_allow;
+	}
+	if (now->policy && !cli_flag(a, "network-mode"))
+		policy.network_mode = now->policy->network_mode;
 	STUB(c, sistemo__v1__machines__set_policy, SVC_MACHINES, Sistemo__V1__Machine, &req, &r);
+	cmd_free(now);
 	return cmd_finish(cli, c, r, status_text);
 }
 

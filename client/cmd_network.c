@@ -99,6 +99,25 @@ parse_mode(const char *s, Sistemo__V1__NetworkMode *ret, struct err *err)
 	return 0;
 }
 
+static void
+created_text(struct cli *cli, const ProtobufCMessage *m)
+{
+	const Sistemo__V1__Network *n = (const void *)m;
+
+	(void)cli;
+	printf("Network '%s' created: %s (gateway %s) on bridge %s\n", n->name, n->subnet,
+	       n->gateway, n->bridge);
+}
+
+static void
+deleted_text(struct cli *cli, const ProtobufCMessage *m)
+{
+	const Sistemo__V1__Network *n = (const void *)m;
+
+	(void)cli;
+	printf("Network '%s' deleted (%s, bridge %s)\n", n->name, n->subnet, n->bridge);
+}
+
 static int
 run_create(struct cli *cli, const struct cmd_args *a)
 {
@@ -112,7 +131,7 @@ run_create(struct cli *cli, const struct cmd_args *a)
 	if (parse_mode(cli_flag(a, "mode"), &req.mode, &err) < 0)
 		return cli_fail(cli, &err);
 	STUB(c, sistemo__v1__networks__create, SVC_NETWORKS, Sistemo__V1__Network, &req, &r);
-	return cmd_finish(cli, c, r, NULL);
+	return cmd_finish(cli, c, r, created_text);
 }
 
 static int
@@ -124,7 +143,7 @@ run_delete(struct cli *cli, const struct cmd_args *a)
 
 	req.name = a->pos[0];
 	STUB(c, sistemo__v1__networks__delete, SVC_NETWORKS, Sistemo__V1__Network, &req, &r);
-	return cmd_finish(cli, c, r, NULL);
+	return cmd_finish(cli, c, r, deleted_text);
 }
 
 static int
@@ -144,6 +163,34 @@ run_rules(struct cli *cli, const struct cmd_args *a)
 	return cmd_finish(cli, c, r, NULL);
 }
 
+static void
+ports_text(struct cli *cli, const ProtobufCMessage *m)
+{
+	const Sistemo__V1__PortsReply *r = (const void *)m;
+	static const char *const headers[] = {"MACHINE", "NETWORK", "HOST", "MACHINE PORT",
+					      "PROTO",   "ACTIVE",  NULL};
+	struct table *t = table_new(headers);
+	char host[40], guest[40];
+
+	(void)cli;
+	for (size_t i = 0; i < r->n_ports; i++) {
+		const Sistemo__V1__ExposedPort *x = r->ports[i];
+		snprintf(host, sizeof(host), "%s:%u", *x->port->host_ip ? x->port->host_ip : "*",
+			 x->port->host_port);
+		snprintf(guest, sizeof(guest), "%s:%u", x->machine_ip, x->port->machine_port);
+		const char *cells[] = {
+			x->machine,
+			x->network,
+			host,
+			guest,
+			output_enum(&sistemo__v1__protocol__descriptor, x->port->protocol),
+			x->active ? "yes" : "no (stopped)"};
+		table_add(t, cells);
+	}
+	table_print(t, stdout, "no exposed ports");
+	table_free(t);
+}
+
 static int
 run_ports(struct cli *cli, const struct cmd_args *a)
 {
@@ -153,7 +200,20 @@ run_ports(struct cli *cli, const struct cmd_args *a)
 
 	req.network = (char *)(a->n_pos ? a->pos[0] : "");
 	STUB(c, sistemo__v1__networks__ports, SVC_NETWORKS, Sistemo__V1__PortsReply, &req, &r);
-	return cmd_finish(cli, c, r, NULL);
+	return cmd_finish(cli, c, r, ports_text);
+}
+
+static void
+ping_text(struct cli *cli, const ProtobufCMessage *m)
+{
+	const Sistemo__V1__PingReply *r = (const void *)m;
+
+	(void)cli;
+	if (r->reachable)
+		printf("reachable: %u/%u replies, rtt min/avg/max %.3f/%.3f/%.3f ms\n", r->received,
+		       r->sent, r->rtt_min_ms, r->rtt_avg_ms, r->rtt_max_ms);
+	else
+		printf("unreachable: 0/%u replies (100%% loss)\n", r->sent);
 }
 
 static int
@@ -172,7 +232,10 @@ run_ping(struct cli *cli, const struct cmd_args *a)
 		return cli_fail(cli, &err);
 	req.count = count;
 	STUB(c, sistemo__v1__networks__ping, SVC_NETWORKS, Sistemo__V1__PingReply, &req, &r);
-	return cmd_finish(cli, c, r, NULL);
+	bool reachable = r && r->reachable;
+	int rc = cmd_finish(cli, c, r, ping_text);
+	/* like ping(8): 1 when no reply came back */
+	return rc == 0 && !reachable ? 1 : rc;
 }
 
 static const char *const a_ls[] = {"ls", NULL};

@@ -36,6 +36,29 @@ network_mode_from_text(const char *s)
 	return SISTEMO__V1__NETWORK_MODE__NETWORK_MODE_BRIDGE;
 }
 
+/* "a,b" -> {"a", "b"}; empty items are dropped. */
+static void
+split_list(struct arena *a, const char *list, char ***ret, size_t *ret_n)
+{
+	for (const char *p = list; p && *p;) {
+		size_t len = strcspn(p, ",");
+		if (len)
+			arena_append(a, (void *)ret, ret_n, arena_printf(a, "%.*s", (int)len, p));
+		p += len + (p[len] == ',');
+	}
+}
+
+char *
+join_list(struct arena *a, char *const *items, size_t n)
+{
+	char *out = arena_strdup(a, "");
+
+	for (size_t i = 0; i < n; i++)
+		if (items[i] && *items[i])
+			out = arena_printf(a, "%s%s%s", out, *out ? "," : "", items[i]);
+	return out;
+}
+
 Sistemo__V1__Machine *
 machine_to_msg(struct arena *a, const struct machine_rec *m)
 {
@@ -60,6 +83,9 @@ machine_to_msg(struct arena *a, const struct machine_rec *m)
 	o->boot_ms = m->boot_ms;
 	o->error = arena_strdup(a, m->error);
 	o->policy = arena_msg(a, &sistemo__v1__machine_policy__descriptor);
+	o->policy->network_mode = network_mode_from_text(m->network_mode ? m->network_mode : "");
+	split_list(a, m->allow_from, &o->policy->allow_from, &o->policy->n_allow_from);
+	split_list(a, m->egress_allow, &o->policy->egress_allow, &o->policy->n_egress_allow);
 	return o;
 }
 
@@ -85,6 +111,9 @@ machine_info_to_msg(struct arena *a, const struct machine_info *m)
 		.pid = m->pid,
 		.created_ms = m->created_ms,
 		.state_changed_ms = m->state_changed_ms,
+		.network_mode = m->network_mode,
+		.allow_from = m->allow_from,
+		.egress_allow = m->egress_allow,
 	};
 	return machine_to_msg(a, &r);
 }

@@ -18,5 +18,8 @@ Sistemo__V1__Machine *machine_to_msg(struct arena *a, const struct machine_rec *
 /* The same from an owned copy. */
 Sistemo__V1__Machine *machine_info_to_msg(struct arena *a, const struct machine_info *m);
 
+/* {"a", "b"} -> "a,b" (empty items dropped), in the arena. */
+char *join_list(struct arena *a, char *const *items, size_t n);
+
 /* Fills the gateway of an IPv4 CIDR (network address + 1) into out; -EINVAL if malformed. */
 int subnet_gateway(const char *cidr, char *out, size_t size);
