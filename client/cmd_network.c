@@ -134,6 +134,30 @@ run_create(struct cli *cli, const struct cmd_args *a)
 	return cmd_finish(cli, c, r, created_text);
 }
 
+static void
+mode_text_out(struct cli *cli, const ProtobufCMessage *m)
+{
+	const Sistemo__V1__Network *n = (const void *)m;
+
+	(void)cli;
+	printf("Network '%s' is now in mode %s\n", n->name, mode_name(n->mode));
+}
+
+static int
+run_mode(struct cli *cli, const struct cmd_args *a)
+{
+	struct err err = {0};
+	struct rpc_client *c = cli->client;
+	Sistemo__V1__SetNetworkModeRequest req = SISTEMO__V1__SET_NETWORK_MODE_REQUEST__INIT;
+	Sistemo__V1__Network *r = NULL;
+
+	req.name = a->pos[0];
+	if (parse_mode(a->pos[1], &req.mode, &err) < 0)
+		return cli_fail(cli, &err);
+	STUB(c, sistemo__v1__networks__set_mode, SVC_NETWORKS, Sistemo__V1__Network, &req, &r);
+	return cmd_finish(cli, c, r, mode_text_out);
+}
+
 static int
 run_delete(struct cli *cli, const struct cmd_args *a)
 {
@@ -285,6 +309,15 @@ const struct cmd network_cmds[] = {
 	 .complete = "networks",
 	 .summary = "Delete a network (refused while machines use it)",
 	 .run = run_delete},
+	{.name = "mode",
+	 .examples =
+		 "  sistemo network mode staging isolated\n  sistemo network mode staging bridge\n",
+	 .usage = "<name> <bridge|isolated|none>",
+	 .min_args = 2,
+	 .max_args = 2,
+	 .complete = "networks",
+	 .summary = "Set a network's mode: its machines get the stricter of it and their own",
+	 .run = run_mode},
 	{.name = "rules",
 	 .examples = "  sistemo network rules\n  sistemo network rules backend\n",
 	 .usage = "[network]",
