@@ -1,5 +1,6 @@
 #include "netns.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -13,68 +14,50 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <net/if.h>
+#include <linux/if_addr.h>
+#include <linux/if_link.h>
 #include <linux/if_tun.h>
 #include <linux/magic.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/veth.h>
 
-#include <netlink/netlink.h>
-#include <netlink/addr.h>
-#include <netlink/route/addr.h>
-#include <netlink/route/link.h>
-#include <netlink/route/link/bridge.h>
-#include <netlink/route/link/veth.h>
+#include <libmnl/libmnl.h>
 
 #include "log.h"
 #include "macro.h"
 
 #define NETNS_DIR "/run/netns"
 #define NS_PREFIX "sistemo-"
+#define HOST_END_PREFIX "vh-"
 #define SHORT_ID_LEN 8
+/* br0's ifindex, asked for when it is created so that the requests after it name it as master
+ * without a lookup. A fresh namespace numbers lo 1, then tap0 and eth0 from 2 up: never 10. */
+#define NS_BRIDGE_IFINDEX 10
+#define REQ_MAX 8            /* requests in one batch */
+#define REQ_ROOM 512         /* bytes one request may take: names are at most IFNAMSIZ */
+#define ACKS_SIZE 8192       /* one read of acks: an error ack quotes its request */
+#define ORPHANS_MAX 1024     /* host ends looked at in one netns_orphan_links pass */
+#define DUMP_READ_SIZE 32768 /* one read of a link or a dump: the kernel fills up to this */
+#define DUMP_READS_MAX 4096  /* reads of one dump */
 
 static void
-veth_release(struct rtnl_link *l)
+sock_close(struct mnl_socket *sk)
 {
-	if (l)
-		rtnl_link_veth_release(l);
+	if (sk)
+		mnl_socket_close(sk);
 }
 
-DEFINE_CLEANUP(nlsock, struct nl_sock, nl_socket_free)
-DEFINE_CLEANUP(rtlink, struct rtnl_link, rtnl_link_put)
-DEFINE_CLEANUP(veth, struct rtnl_link, veth_release)
-DEFINE_CLEANUP(rtaddr, struct rtnl_addr, rtnl_addr_put)
-DEFINE_CLEANUP(nladdr, struct nl_addr, nl_addr_put)
+DEFINE_CLEANUP(nlsock, struct mnl_socket, sock_close)
 DEFINE_CLEANUP(dir, DIR, closedir)
 
-/* ---- errors: libnl's -NLE_* end here ------------------------------------------------------ */
-
-static const int nle_errnos[] = {
-	[NLE_INTR] = EINTR,           [NLE_BAD_SOCK] = EBADF,
-	[NLE_AGAIN] = EAGAIN,         [NLE_NOMEM] = ENOMEM,
-	[NLE_EXIST] = EEXIST,         [NLE_INVAL] = EINVAL,
-	[NLE_RANGE] = ERANGE,         [NLE_MSGSIZE] = EMSGSIZE,
-	[NLE_OPNOTSUPP] = EOPNOTSUPP, [NLE_AF_NOSUPPORT] = EAFNOSUPPORT,
-	[NLE_OBJ_NOTFOUND] = ENOENT,  [NLE_NOADDR] = EADDRNOTAVAIL,
-	[NLE_BUSY] = EBUSY,           [NLE_PROTO_MISMATCH] = EPROTONOSUPPORT,
-	[NLE_NOACCESS] = EACCES,      [NLE_PERM] = EPERM,
-	[NLE_NODEV] = ENODEV,         [NLE_DUMP_INTR] = EINTR,
-};
-
-/* -NLE_* (or 0 and up) to -errno (or 0). libnl folds the kernel's errno into its own codes;
- * the ones with no errno twin are libnl's own failures: logged with libnl's words, -EIO. */
-static int
-netlink_errno(int r)
-{
-	if (r >= 0)
-		return 0;
-	if ((size_t)-r < ARRAY_SIZE(nle_errnos) && nle_errnos[-r])
-		return -nle_errnos[-r];
-	log_warn("netlink: %s", nl_geterror(r));
-	return -EIO;
-}
+/* ---- errors ------------------------------------------------------------------------------- */
 
 static enum err_code
 code_for(int errnum)
@@ -115,6 +98,12 @@ fail(struct err *err, int r, const char *fmt, ...)
 	return r;
 }
 
+static bool
+is_missing(int r)
+{
+	return r == -ENODEV || r == -ENOENT;
+}
+
 /* ---- names -------------------------------------------------------------------------------- */
 
 int
@@ -128,7 +117,7 @@ netns_names_for(const char *machine_id, struct netns_names *ret)
 	memset(ret, 0, sizeof(*ret));
 	snprintf(ret->ns, sizeof(ret->ns), NS_PREFIX "%s", short_id);
 	snprintf(ret->ns_path, sizeof(ret->ns_path), NETNS_DIR "/" NS_PREFIX "%s", short_id);
-	snprintf(ret->veth_host, sizeof(ret->veth_host), "vh-%s", short_id);
+	snprintf(ret->veth_host, sizeof(ret->veth_host), HOST_END_PREFIX "%s", short_id);
 	snprintf(ret->veth_ns, sizeof(ret->veth_ns), "eth0");
 	snprintf(ret->bridge, sizeof(ret->bridge), "br0");
 	snprintf(ret->tap, sizeof(ret->tap), "tap0");
@@ -175,6 +164,25 @@ names_check(const struct netns_names *n, struct err *err)
 	return 0;
 }
 
+/* The short id of a host end's name "vh-<8 hex>", lowercase as netns_names_for makes it. */
+static bool
+host_end_short_id(const char *name, char short_id[SHORT_ID_LEN + 1])
+{
+	size_t plen = strlen(HOST_END_PREFIX);
+
+	if (strncmp(name, HOST_END_PREFIX, plen) != 0 ||
+	    strnlen(name, IFNAMSIZ) != plen + SHORT_ID_LEN)
+		return false;
+	for (size_t i = 0; i < SHORT_ID_LEN; i++) {
+		char c = name[plen + i];
+		if (!isxdigit((unsigned char)c) || isupper((unsigned char)c))
+			return false;
+		short_id[i] = c;
+	}
+	short_id[SHORT_ID_LEN] = '\0';
+	return true;
+}
+
 /* ---- threads that change namespace -------------------------------------------------------- */
 
 /* Runs fn(arg) on a fresh thread with every signal blocked and waits for it: the thread may
@@ -218,161 +226,296 @@ run_in_thread(void *p)
 	return NULL;
 }
 
-/* netns_run_in without the err: -errno when the namespace cannot be entered. */
-static int
-run_in(const char *ns_path, int (*fn)(void *ud), void *ud, int *ret_fn)
-{
-	struct run_in a = {.ns_path = ns_path, .fn = fn, .ud = ud};
-	int r = thread_run(run_in_thread, &a);
-
-	if (r < 0)
-		return r;
-	if (a.enter_r < 0)
-		return a.enter_r;
-	*ret_fn = a.r;
-	return 0;
-}
-
 int
 netns_run_in(const char *ns_path, int (*fn)(void *ud), void *ud, struct err *err)
 {
-	int ret = 0, r;
+	struct run_in a = {.ns_path = ns_path, .fn = fn, .ud = ud};
+	int r;
 
 	if (!ns_path || strnlen(ns_path, PATH_MAX) == PATH_MAX)
 		return err_set(err, ERR_INVALID, NULL, EINVAL, "invalid namespace path");
-	r = run_in(ns_path, fn, ud, &ret);
+	r = thread_run(run_in_thread, &a);
+	if (r == 0)
+		r = a.enter_r;
 	if (r < 0)
 		return fail(err, r, "enter namespace '%s'", ns_path);
-	return ret;
+	return a.r;
 }
 
-/* ---- netlink ------------------------------------------------------------------------------ */
+/* ---- rtnetlink (libmnl): errno from the kernel's acks ends here ----------------------------- */
 
-/* A NETLINK_ROUTE socket (libnl opens it SOCK_CLOEXEC) in the calling thread's namespace; it
- * stays there whatever namespace its users are in, and holds the namespace alive. */
+/* A NETLINK_ROUTE socket in the calling thread's namespace: it stays there whatever thread uses
+ * it, and holds the namespace alive. */
 static int
-sock_open(struct nl_sock **ret)
+sock_open(struct mnl_socket **ret)
 {
-	cleanup_(nlsock) struct nl_sock *sk = nl_socket_alloc();
+	cleanup_(nlsock) struct mnl_socket *sk = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
 
-	if (!sk)
-		return -ENOMEM;
-	int r = netlink_errno(nl_connect(sk, NETLINK_ROUTE));
-	if (r < 0)
-		return r;
+	if (!sk || mnl_socket_bind(sk, 0, MNL_SOCKET_AUTOPID) < 0)
+		return -errno;
 	*ret = TAKE_PTR(sk);
 	return 0;
 }
 
-static bool
-is_missing(int r)
+/* Requests sent in one sendmsg, each with NLM_F_ACK; the kernel handles them in order, and one
+ * that fails does not stop the others. Acks are matched by sequence number. */
+struct reqs {
+	char buf[REQ_MAX * REQ_ROOM] __attribute__((aligned(NLMSG_ALIGNTO)));
+	size_t len; /* of the requests before the last one */
+	struct nlmsghdr *last;
+	unsigned n;
+	int r[REQ_MAX]; /* each request's result: 0 or -errno */
+};
+
+static struct nlmsghdr *
+req_add(struct reqs *q, uint16_t type, uint16_t flags)
 {
-	return r == -ENODEV || r == -ENOENT;
+	/* requests are fixed by this file and bounded by IFNAMSIZ: a batch too big is a bug */
+	assert(q->n < REQ_MAX);
+	if (q->last)
+		q->len += q->last->nlmsg_len;
+	q->last = mnl_nlmsg_put_header(q->buf + q->len);
+	q->last->nlmsg_type = type;
+	q->last->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+	q->last->nlmsg_seq = ++q->n;
+	return q->last;
+}
+
+/* An RTM_*LINK request for a link by index or (index 0) by name; flags are set (and only
+ * they are changed) as in `ip link set <name> up`. */
+static struct nlmsghdr *
+req_link(struct reqs *q, uint16_t type, uint16_t flags, const char *name, int index,
+	 unsigned up_flags)
+{
+	struct nlmsghdr *h = req_add(q, type, flags);
+	struct ifinfomsg *ifm = mnl_nlmsg_put_extra_header(h, sizeof(*ifm));
+
+	ifm->ifi_family = AF_UNSPEC;
+	ifm->ifi_index = index;
+	ifm->ifi_flags = up_flags;
+	ifm->ifi_change = up_flags;
+	if (name)
+		mnl_attr_put_strz(h, IFLA_IFNAME, name);
+	return h;
+}
+
+/* Reads acks until every request has one; -errno when the socket fails. */
+static int
+reqs_acks(struct mnl_socket *sk, struct reqs *q)
+{
+	char buf[ACKS_SIZE] __attribute__((aligned(NLMSG_ALIGNTO)));
+	unsigned acked = 0;
+
+	/* the kernel acks every request before sendmsg returns: one read each at most */
+	for (unsigned reads = 0; acked < q->n && reads < q->n; reads++) {
+		int len = (int)mnl_socket_recvfrom(sk, buf, sizeof(buf));
+		if (len < 0)
+			return -errno;
+		for (const struct nlmsghdr *h = (void *)buf; mnl_nlmsg_ok(h, len);
+		     h = mnl_nlmsg_next(h, &len)) {
+			const struct nlmsgerr *e = mnl_nlmsg_get_payload(h);
+			if (h->nlmsg_type != NLMSG_ERROR || h->nlmsg_seq < 1 ||
+			    h->nlmsg_seq > q->n || mnl_nlmsg_get_payload_len(h) < sizeof(*e))
+				continue;
+			q->r[h->nlmsg_seq - 1] = e->error;
+			acked++;
+		}
+	}
+	return acked == q->n ? 0 : -EIO;
+}
+
+/* Sends the batch and collects each request's result in q->r. Returns -errno when the socket
+ * fails, else 0 (look at q->r). */
+static int
+reqs_send(struct mnl_socket *sk, struct reqs *q)
+{
+	size_t len = q->len + (q->last ? q->last->nlmsg_len : 0);
+
+	for (unsigned i = 0; i < q->n; i++)
+		q->r[i] = -EIO;
+	if (mnl_socket_sendto(sk, q->buf, len) < 0)
+		return -errno;
+	return reqs_acks(sk, q);
+}
+
+/* Sends the batch; the first failure in order, or 0. */
+static int
+reqs_run(struct mnl_socket *sk, struct reqs *q)
+{
+	int r = reqs_send(sk, q);
+
+	for (unsigned i = 0; r == 0 && i < q->n; i++)
+		r = q->r[i];
+	return r;
+}
+
+/* A link as RTM_NEWLINK describes it. */
+struct link {
+	int index;
+	unsigned flags;
+	char name[IFNAMSIZ];
+	char kind[16]; /* IFLA_INFO_KIND: "bridge", "veth"...; "" for a plain device */
+};
+
+static int
+link_info_attr(const struct nlattr *a, void *data)
+{
+	struct link *l = data;
+
+	if (mnl_attr_get_type(a) == IFLA_INFO_KIND && mnl_attr_validate(a, MNL_TYPE_STRING) == 0)
+		snprintf(l->kind, sizeof(l->kind), "%s", mnl_attr_get_str(a));
+	return MNL_CB_OK;
+}
+
+static int
+link_attr(const struct nlattr *a, void *data)
+{
+	struct link *l = data;
+
+	switch (mnl_attr_get_type(a)) {
+	case IFLA_IFNAME:
+		if (mnl_attr_validate(a, MNL_TYPE_STRING) == 0)
+			snprintf(l->name, sizeof(l->name), "%s", mnl_attr_get_str(a));
+		break;
+	case IFLA_LINKINFO:
+		if (mnl_attr_validate(a, MNL_TYPE_NESTED) == 0)
+			mnl_attr_parse_nested(a, link_info_attr, l);
+		break;
+	}
+	return MNL_CB_OK;
+}
+
+static int
+link_parse(const struct nlmsghdr *h, struct link *ret)
+{
+	const struct ifinfomsg *ifm = mnl_nlmsg_get_payload(h);
+
+	memset(ret, 0, sizeof(*ret));
+	if (h->nlmsg_type != RTM_NEWLINK || mnl_nlmsg_get_payload_len(h) < sizeof(*ifm))
+		return MNL_CB_OK;
+	ret->index = ifm->ifi_index;
+	ret->flags = ifm->ifi_flags;
+	return mnl_attr_parse(h, sizeof(*ifm), link_attr, ret) < 0 ? MNL_CB_ERROR : MNL_CB_OK;
+}
+
+static int
+link_parse_cb(const struct nlmsghdr *h, void *data)
+{
+	return link_parse(h, data);
 }
 
 /* ip link show <name> */
 static int
-link_get(struct nl_sock *sk, const char *name, struct rtnl_link **ret)
+link_get(struct mnl_socket *sk, const char *name, struct link *ret)
 {
-	return netlink_errno(rtnl_link_get_kernel(sk, 0, name, ret));
-}
+	cleanup_free char *buf = malloc(DUMP_READ_SIZE);
+	struct reqs q = {0};
 
-static int
-link_index(struct nl_sock *sk, const char *name, int *ret)
-{
-	cleanup_(rtlink) struct rtnl_link *l = NULL;
-	int r = link_get(sk, name, &l);
-
-	if (r < 0)
-		return r;
-	*ret = rtnl_link_get_ifindex(l);
-	return 0;
-}
-
-/* ip link set <name> [master <master>] up */
-static int
-link_set_up(struct nl_sock *sk, const char *name, int master_index)
-{
-	cleanup_(rtlink) struct rtnl_link *orig = rtnl_link_alloc();
-	cleanup_(rtlink) struct rtnl_link *change = rtnl_link_alloc();
-
-	if (!orig || !change)
+	if (!buf)
 		return -ENOMEM;
-	/* no index: the kernel finds the link by IFLA_IFNAME */
-	rtnl_link_set_name(change, name);
-	if (master_index > 0)
-		rtnl_link_set_master(change, master_index);
-	rtnl_link_set_flags(change, IFF_UP);
-	return netlink_errno(rtnl_link_change(sk, orig, change, 0));
+	/* no NLM_F_ACK: the answer is the link or an error, one message either way */
+	req_link(&q, RTM_GETLINK, 0, name, 0, 0)->nlmsg_flags = NLM_F_REQUEST;
+	ret->index = 0;
+	if (mnl_socket_sendto(sk, q.buf, q.last->nlmsg_len) < 0)
+		return -errno;
+	errno = 0;
+	ssize_t len = mnl_socket_recvfrom(sk, buf, DUMP_READ_SIZE);
+	if (len < 0 || mnl_cb_run(buf, (size_t)len, 1, 0, link_parse_cb, ret) < 0)
+		return errno > 0 ? -errno : -EIO;
+	return ret->index > 0 ? 0 : -EIO;
 }
 
 /* ip link del <name>; missing is success */
 static int
-link_del(struct nl_sock *sk, const char *name)
+link_del(struct mnl_socket *sk, const char *name)
 {
-	cleanup_(rtlink) struct rtnl_link *l = rtnl_link_alloc();
+	struct reqs q = {0};
 
-	if (!l)
-		return -ENOMEM;
-	rtnl_link_set_name(l, name);
-	int r = netlink_errno(rtnl_link_delete(sk, l));
+	req_link(&q, RTM_DELLINK, 0, name, 0, 0);
+	int r = reqs_run(sk, &q);
 	return is_missing(r) ? 0 : r;
+}
+
+/* ip link set <name> up */
+static int
+link_set_up(struct mnl_socket *sk, const char *name)
+{
+	struct reqs q = {0};
+
+	req_link(&q, RTM_NEWLINK, 0, name, 0, IFF_UP);
+	return reqs_run(sk, &q);
+}
+
+struct dump {
+	int (*fn)(void *ud, const struct link *l);
+	void *ud;
+};
+
+static int
+dump_cb(const struct nlmsghdr *h, void *data)
+{
+	struct dump *d = data;
+	struct link l;
+
+	if (link_parse(h, &l) < 0)
+		return MNL_CB_ERROR;
+	return l.index > 0 && d->fn(d->ud, &l) < 0 ? MNL_CB_STOP : MNL_CB_OK;
+}
+
+/* ip link show: fn for every link of the socket's namespace; fn < 0 stops the walk early. */
+static int
+link_dump(struct mnl_socket *sk, int (*fn)(void *ud, const struct link *l), void *ud)
+{
+	cleanup_free char *buf = malloc(DUMP_READ_SIZE);
+	struct dump d = {.fn = fn, .ud = ud};
+	struct reqs q = {0};
+	int r = MNL_CB_OK;
+
+	if (!buf)
+		return -ENOMEM;
+	req_link(&q, RTM_GETLINK, NLM_F_DUMP, NULL, 0, 0)->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	if (mnl_socket_sendto(sk, q.buf, q.last->nlmsg_len) < 0)
+		return -errno;
+	errno = 0;
+	for (int reads = 0; r == MNL_CB_OK && reads < DUMP_READS_MAX; reads++) {
+		ssize_t len = mnl_socket_recvfrom(sk, buf, DUMP_READ_SIZE);
+		if (len < 0)
+			return -errno;
+		r = mnl_cb_run(buf, (size_t)len, 1, 0, dump_cb, &d);
+	}
+	/* stopped early by fn: the socket still holds the rest of the dump; callers close it */
+	return r < 0 ? (errno > 0 ? -errno : -EIO) : 0;
 }
 
 /* ip link add <name> [address <mac>] type bridge && ip link set <name> up */
 static int
-bridge_add(struct nl_sock *sk, const char *name, const uint8_t mac[6])
+bridge_add(struct mnl_socket *sk, const char *name, const uint8_t mac[6])
 {
-	cleanup_(rtlink) struct rtnl_link *l = rtnl_link_bridge_alloc();
-	cleanup_(nladdr) struct nl_addr *lladdr = mac ? nl_addr_build(AF_LLC, mac, 6) : NULL;
+	struct reqs q = {0};
+	struct nlmsghdr *h = req_link(&q, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, name, 0, IFF_UP);
 
-	if (!l || (mac && !lladdr))
-		return -ENOMEM;
-	rtnl_link_set_name(l, name);
-	if (lladdr)
-		rtnl_link_set_addr(l, lladdr);
-	rtnl_link_set_flags(l, IFF_UP);
-	return netlink_errno(rtnl_link_add(sk, l, NLM_F_CREATE | NLM_F_EXCL));
-}
-
-/* ip link add <host> type veth peer name <peer> netns <ns_path> */
-static int
-veth_add(struct nl_sock *sk, const char *host, const char *peer_name, const char *ns_path)
-{
-	cleanup_(veth) struct rtnl_link *veth = rtnl_link_veth_alloc();
-	cleanup_close int ns_fd = open(ns_path, O_RDONLY | O_CLOEXEC);
-
-	if (ns_fd < 0)
-		return -errno;
-	if (!veth)
-		return -ENOMEM;
-	struct rtnl_link *peer = rtnl_link_veth_get_peer(veth);
-	rtnl_link_set_name(veth, host);
-	rtnl_link_set_name(peer, peer_name);
-	/* the peer is born in the namespace: it never shows up in the host's */
-	rtnl_link_set_ns_fd(peer, ns_fd);
-	rtnl_link_put(peer);
-	return netlink_errno(rtnl_link_add(sk, veth, NLM_F_CREATE | NLM_F_EXCL));
+	mnl_attr_put(h, IFLA_ADDRESS, 6, mac);
+	struct nlattr *info = mnl_attr_nest_start(h, IFLA_LINKINFO);
+	mnl_attr_put_strz(h, IFLA_INFO_KIND, "bridge");
+	mnl_attr_nest_end(h, info);
+	return reqs_run(sk, &q);
 }
 
 /* ip addr add <ip>/<prefix> dev <ifindex>; -EEXIST when the link already has exactly it */
 static int
-addr_add(struct nl_sock *sk, int ifindex, uint32_t ip, unsigned prefix)
+addr_add(struct mnl_socket *sk, int ifindex, uint32_t ip, unsigned prefix)
 {
-	cleanup_(rtaddr) struct rtnl_addr *a = rtnl_addr_alloc();
+	struct reqs q = {0};
+	struct nlmsghdr *h = req_add(&q, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL);
+	struct ifaddrmsg *ifa = mnl_nlmsg_put_extra_header(h, sizeof(*ifa));
 	uint32_t be = htonl(ip);
-	cleanup_(nladdr) struct nl_addr *local = nl_addr_build(AF_INET, &be, sizeof(be));
 
-	if (!a || !local)
-		return -ENOMEM;
-	nl_addr_set_prefixlen(local, (int)prefix);
-	rtnl_addr_set_family(a, AF_INET);
-	rtnl_addr_set_ifindex(a, ifindex);
-	int r = netlink_errno(rtnl_addr_set_local(a, local));
-	if (r < 0)
-		return r;
-	rtnl_addr_set_prefixlen(a, (int)prefix);
-	return netlink_errno(rtnl_addr_add(sk, a, NLM_F_EXCL));
+	ifa->ifa_family = AF_INET;
+	ifa->ifa_prefixlen = (unsigned char)prefix;
+	ifa->ifa_index = (unsigned)ifindex;
+	mnl_attr_put_u32(h, IFA_LOCAL, be);
+	mnl_attr_put_u32(h, IFA_ADDRESS, be);
+	return reqs_run(sk, &q);
 }
 
 /* ---- named namespaces, as `ip netns` keeps them --------------------------------------------- */
@@ -423,31 +566,6 @@ ns_file_create(const char *ns_path)
 	return -EEXIST;
 }
 
-struct ns_add {
-	const char *ns_path;
-	struct nl_sock *sk; /* out: a socket inside the new namespace */
-	int r;
-};
-
-static void *
-ns_add_thread(void *p)
-{
-	struct ns_add *a = p;
-	char self[64];
-
-	if (unshare(CLONE_NEWNET) < 0) {
-		a->r = -errno;
-		return NULL;
-	}
-	snprintf(self, sizeof(self), "/proc/self/task/%d/ns/net", (int)gettid());
-	if (mount(self, a->ns_path, "none", MS_BIND, NULL) < 0) {
-		a->r = -errno;
-		return NULL;
-	}
-	a->r = sock_open(&a->sk);
-	return NULL;
-}
-
 /* ip netns del <ns>: the namespace dies once nothing else holds it (a process inside, an open
  * fd, a socket); the kernel then deletes its links, asynchronously. Missing is success. */
 static int
@@ -457,31 +575,6 @@ ns_del(const char *ns_path)
 		return -errno;
 	if (unlink(ns_path) < 0 && errno != ENOENT)
 		return -errno;
-	return 0;
-}
-
-/* ip netns add <ns>: a thread unshares a fresh namespace, bind-mounts it on the file and opens
- * a netlink socket in it (returned), then exits. */
-static int
-ns_add(const char *ns_path, struct nl_sock **ret_sk)
-{
-	struct ns_add a = {.ns_path = ns_path};
-	int r = run_dir_prepare();
-
-	if (r == 0)
-		r = ns_file_create(ns_path);
-	if (r < 0)
-		return r;
-	r = thread_run(ns_add_thread, &a);
-	if (r == 0)
-		r = a.r;
-	if (r < 0) {
-		if (a.sk)
-			nl_socket_free(a.sk);
-		ns_del(ns_path);
-		return r;
-	}
-	*ret_sk = a.sk;
 	return 0;
 }
 
@@ -525,16 +618,14 @@ gateway_mac(uint32_t gateway, uint8_t mac[6])
 }
 
 static const char *
-link_kind(struct rtnl_link *l)
+link_kind(const struct link *l)
 {
-	const char *kind = rtnl_link_get_type(l);
-
-	return kind ? kind : "device";
+	return l->kind[0] ? l->kind : "device";
 }
 
 /* The bridge as it is, created when missing; ERR_EXISTS when the name is not a bridge. */
 static int
-bridge_get_or_add(struct nl_sock *sk, const char *bridge, uint32_t gateway, struct rtnl_link **ret,
+bridge_get_or_add(struct mnl_socket *sk, const char *bridge, uint32_t gateway, struct link *ret,
 		  struct err *err)
 {
 	uint8_t mac[6];
@@ -549,17 +640,17 @@ bridge_get_or_add(struct nl_sock *sk, const char *bridge, uint32_t gateway, stru
 	}
 	if (r < 0)
 		return fail(err, r, "read back");
-	if (!rtnl_link_is_bridge(*ret))
+	if (!streq(ret->kind, "bridge"))
 		return err_set(err, ERR_EXISTS, NULL, EEXIST,
-			       "a link of type '%s' already has this name", link_kind(*ret));
+			       "a link of type '%s' already has this name", link_kind(ret));
 	return 0;
 }
 
 int
 netns_bridge_ensure(const char *bridge, uint32_t gateway, unsigned prefix, struct err *err)
 {
-	cleanup_(nlsock) struct nl_sock *sk = NULL;
-	cleanup_(rtlink) struct rtnl_link *l = NULL;
+	cleanup_(nlsock) struct mnl_socket *sk = NULL;
+	struct link l;
 	int r;
 
 	if (!ifname_ok(bridge, IFNAMSIZ))
@@ -575,12 +666,12 @@ netns_bridge_ensure(const char *bridge, uint32_t gateway, unsigned prefix, struc
 		r = bridge_get_or_add(sk, bridge, gateway, &l, err);
 	if (r == 0) {
 		/* ip addr add <gateway>/<prefix> dev <bridge> */
-		r = addr_add(sk, rtnl_link_get_ifindex(l), gateway, prefix);
+		r = addr_add(sk, l.index, gateway, prefix);
 		r = r == -EEXIST ? 0 : r;
 		if (r < 0)
 			r = fail(err, r, "add address");
 	}
-	if (r == 0 && !(rtnl_link_get_flags(l) & IFF_UP) && (r = link_set_up(sk, bridge, 0)) < 0)
+	if (r == 0 && !(l.flags & IFF_UP) && (r = link_set_up(sk, bridge)) < 0)
 		r = fail(err, r, "set up");
 	if (r < 0)
 		err_wrap(err, "bridge '%s'", bridge);
@@ -590,8 +681,8 @@ netns_bridge_ensure(const char *bridge, uint32_t gateway, unsigned prefix, struc
 int
 netns_bridge_delete(const char *bridge, struct err *err)
 {
-	cleanup_(nlsock) struct nl_sock *sk = NULL;
-	cleanup_(rtlink) struct rtnl_link *l = NULL;
+	cleanup_(nlsock) struct mnl_socket *sk = NULL;
+	struct link l;
 	int r;
 
 	if (!ifname_ok(bridge, IFNAMSIZ))
@@ -605,10 +696,10 @@ netns_bridge_delete(const char *bridge, struct err *err)
 		return 0;
 	if (r < 0)
 		return fail(err, r, "bridge '%s': read", bridge);
-	if (!rtnl_link_is_bridge(l))
+	if (!streq(l.kind, "bridge"))
 		return err_set(err, ERR_PRECONDITION, NULL, EINVAL,
 			       "bridge '%s': a link of type '%s', left alone", bridge,
-			       link_kind(l));
+			       link_kind(&l));
 	/* ip link del <bridge> */
 	r = link_del(sk, bridge);
 	return r < 0 ? fail(err, r, "bridge '%s': delete", bridge) : 0;
@@ -616,20 +707,30 @@ netns_bridge_delete(const char *bridge, struct err *err)
 
 /* ---- a machine's plumbing ----------------------------------------------------------------- */
 
-struct build {
-	const struct netns_names *n;
-	struct nl_sock *host; /* in the caller's (host) namespace */
-	struct nl_sock *ns;   /* in the machine's namespace */
-	int host_bridge;      /* ifindex */
-	bool ns_made, veth_made;
-};
+/* ip link del <veth_host>, when it is a veth: a leftover host end of this machine (its
+ * namespace is dying, the kernel takes the pair away asynchronously, or is held elsewhere).
+ * Any other kind of link with the name is not ours: -EEXIST. Missing: 0. */
+static int
+leftover_veth_del(struct mnl_socket *sk, const struct netns_names *n)
+{
+	struct link old;
+	int r = link_get(sk, n->veth_host, &old);
+
+	if (is_missing(r))
+		return 0;
+	if (r < 0)
+		return r;
+	if (!streq(old.kind, "veth"))
+		return -EEXIST;
+	log_info("machine netns '%s': deleting the leftover host end '%s'", n->ns, n->veth_host);
+	return link_del(sk, n->veth_host);
+}
 
 /* ip tuntap add <tap> mode tap, from inside the namespace: rtnetlink cannot create a TAP. The
  * VMM re-opens it by name and adds IFF_VNET_HDR itself when it wants it. */
 static int
-tap_add(void *ud)
+tap_add(const char *name)
 {
-	const char *name = ud;
 	struct ifreq ifr = {.ifr_flags = IFF_TAP | IFF_NO_PI};
 	cleanup_close int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
 
@@ -641,88 +742,177 @@ tap_add(void *ud)
 	return 0;
 }
 
-/* ip link del <veth_host>, when it is a veth: a leftover host end of this machine (its
- * namespace is dying, the kernel takes the pair away asynchronously, or is held elsewhere).
- * Any other kind of link with the name is not ours: -EEXIST. Missing: 0. */
-static int
-leftover_veth_del(struct nl_sock *sk, const struct netns_names *n)
+/* Links in the namespace carry frames only (the guest behind tap0 has the addresses): IPv6 on
+ * them would only add work to bringing each one up (link-local address, DAD, MLD). The files
+ * under /proc/sys/net belong to the namespace of the thread that opens them. Best effort: the
+ * file is missing when the kernel runs without IPv6. */
+static void
+ns_ipv6_off(void)
 {
-	cleanup_(rtlink) struct rtnl_link *old = NULL;
-	int r = link_get(sk, n->veth_host, &old);
+	cleanup_close int fd =
+		open("/proc/sys/net/ipv6/conf/default/disable_ipv6", O_WRONLY | O_CLOEXEC);
 
-	if (is_missing(r))
-		return 0;
-	if (r < 0)
-		return r;
-	if (!rtnl_link_is_veth(old))
-		return -EEXIST;
-	log_info("machine netns '%s': deleting the leftover host end '%s'", n->ns, n->veth_host);
-	return link_del(sk, n->veth_host);
+	if (fd >= 0 && write(fd, "1", 1) < 0)
+		log_debug("namespace: disable_ipv6: %s", strerror(errno));
 }
 
-/* ip link add <veth_host> type veth peer name <veth_ns> netns <ns>, reclaiming the name from
- * a leftover host end (a machine deleted and created again within the kernel's cleanup). */
-static int
-veth_add_reclaiming(struct nl_sock *sk, const struct netns_names *n)
-{
-	int r = veth_add(sk, n->veth_host, n->veth_ns, n->ns_path);
+struct ns_add {
+	const struct netns_names *n;
+	struct mnl_socket *sk; /* out: a socket inside the new namespace */
+	int r;                 /* creating the namespace (and its socket) */
+	int tap_r;             /* creating the tap in it */
+};
 
-	if (r != -EEXIST || leftover_veth_del(sk, n) < 0)
-		return r;
-	return veth_add(sk, n->veth_host, n->veth_ns, n->ns_path);
+/* ip netns add <ns>; ip -n <ns> tuntap add <tap> mode tap: all the work that needs a thread
+ * inside the namespace. The namespace dies with the thread unless the mount or the socket
+ * holds it. */
+static void *
+ns_add_thread(void *p)
+{
+	struct ns_add *a = p;
+	char self[64];
+
+	if (unshare(CLONE_NEWNET) < 0) {
+		a->r = -errno;
+		return NULL;
+	}
+	snprintf(self, sizeof(self), "/proc/self/task/%d/ns/net", (int)gettid());
+	if (mount(self, a->n->ns_path, "none", MS_BIND, NULL) < 0) {
+		a->r = -errno;
+		return NULL;
+	}
+	ns_ipv6_off();
+	a->tap_r = tap_add(a->n->tap);
+	if (a->tap_r == 0)
+		a->r = sock_open(&a->sk);
+	return NULL;
 }
 
-static int
-build_host_side(struct build *b, const char *host_bridge, struct err *err)
-{
-	const struct netns_names *n = b->n;
-	int r;
+struct build {
+	const struct netns_names *n;
+	const char *host_bridge;
+	struct mnl_socket *host; /* in the caller's (host) namespace */
+	struct mnl_socket *ns;   /* in the machine's namespace */
+	int host_ns_fd;          /* the caller's namespace, where the veth's host end is born */
+	int host_bridge_index;
+	bool ns_made, veth_made;
+};
 
-	/* ip netns add <ns> */
-	r = ns_add(n->ns_path, &b->ns);
+/* ip netns add <ns>, with tap0 made in it and a netlink socket opened in it (b->ns). */
+static int
+build_ns(struct build *b, struct err *err)
+{
+	struct ns_add a = {.n = b->n};
+	int r = run_dir_prepare();
+
+	if (r == 0)
+		r = ns_file_create(b->n->ns_path);
 	if (r < 0)
 		return fail(err, r, "create namespace");
+	/* from here the mount point is ours: the rollback removes it, mounted or not */
 	b->ns_made = true;
-	/* ip link add <veth_host> type veth peer name <veth_ns> netns <ns> */
-	r = veth_add_reclaiming(b->host, n);
+	r = thread_run(ns_add_thread, &a);
+	b->ns = a.sk;
+	if (r == 0)
+		r = a.r;
 	if (r < 0)
-		return fail(err, r, "create veth '%s'", n->veth_host);
-	b->veth_made = true;
-	/* ip link set <veth_host> master <host_bridge> up */
-	r = link_set_up(b->host, n->veth_host, b->host_bridge);
-	if (r < 0)
-		return fail(err, r, "attach '%s' to '%s'", n->veth_host, host_bridge);
+		return fail(err, r, "create namespace");
+	if (a.tap_r < 0)
+		return fail(err, a.tap_r, "create tap '%s'", b->n->tap);
 	return 0;
 }
 
+/* ip -n <ns> link add <veth_ns> numtxqueues 1 numrxqueues 1 master <bridge> up type veth
+ *     peer name <veth_host> numtxqueues 1 numrxqueues 1 netns <host>
+ * One queue each way: a veth without XDP has no use for more, and the kernel's default (one
+ * per CPU) costs a sysfs directory per queue on each end. The peer is born in the host; it
+ * cannot be brought up here (its pair is not tied yet when its flags are applied). */
+static void
+req_veth(struct reqs *q, const struct netns_names *n, int host_ns_fd)
+{
+	struct nlmsghdr *h =
+		req_link(q, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, n->veth_ns, 0, IFF_UP);
+
+	mnl_attr_put_u32(h, IFLA_MASTER, NS_BRIDGE_IFINDEX);
+	mnl_attr_put_u32(h, IFLA_NUM_TX_QUEUES, 1);
+	mnl_attr_put_u32(h, IFLA_NUM_RX_QUEUES, 1);
+	struct nlattr *info = mnl_attr_nest_start(h, IFLA_LINKINFO);
+	mnl_attr_put_strz(h, IFLA_INFO_KIND, "veth");
+	struct nlattr *data = mnl_attr_nest_start(h, IFLA_INFO_DATA);
+	struct nlattr *peer = mnl_attr_nest_start(h, VETH_INFO_PEER);
+	struct ifinfomsg *pifm = mnl_nlmsg_put_extra_header(h, sizeof(*pifm));
+	pifm->ifi_family = AF_UNSPEC;
+	mnl_attr_put_strz(h, IFLA_IFNAME, n->veth_host);
+	mnl_attr_put_u32(h, IFLA_NET_NS_FD, (uint32_t)host_ns_fd);
+	mnl_attr_put_u32(h, IFLA_NUM_TX_QUEUES, 1);
+	mnl_attr_put_u32(h, IFLA_NUM_RX_QUEUES, 1);
+	mnl_attr_nest_end(h, peer);
+	mnl_attr_nest_end(h, data);
+	mnl_attr_nest_end(h, info);
+}
+
+/* ip link set <veth_host> master <host_bridge> up */
 static int
-build_ns_side(struct build *b, struct err *err)
+attach_host_end(struct build *b, struct err *err)
+{
+	struct reqs q = {0};
+	struct nlmsghdr *h = req_link(&q, RTM_NEWLINK, 0, b->n->veth_host, 0, IFF_UP);
+	int r;
+
+	mnl_attr_put_u32(h, IFLA_MASTER, (uint32_t)b->host_bridge_index);
+	r = reqs_run(b->host, &q);
+	if (r < 0)
+		return fail(err, r, "attach '%s' to '%s'", b->n->veth_host, b->host_bridge);
+	return 0;
+}
+
+/* The veth again, alone, after the leftover host end that held its name went (a machine
+ * deleted and created again within the kernel's cleanup of the old namespace). */
+static int
+veth_reclaim(struct build *b)
+{
+	struct reqs q = {0};
+
+	if (leftover_veth_del(b->host, b->n) < 0)
+		return -EEXIST;
+	req_veth(&q, b->n, b->host_ns_fd);
+	return reqs_run(b->ns, &q);
+}
+
+/* The namespace's links in one batch:
+ *   ip -n <ns> link add <bridge> up type bridge    (ifindex NS_BRIDGE_IFINDEX)
+ *   ip -n <ns> link add <veth_ns> master <bridge> up type veth peer name <veth_host> netns <host>
+ *   ip -n <ns> link set <tap> master <bridge> up
+ *   ip -n <ns> link set lo up */
+static int
+build_links(struct build *b, struct err *err)
 {
 	const struct netns_names *n = b->n;
-	int r, br = 0, tap_r = 0;
+	struct reqs q = {0};
+	struct nlmsghdr *h = req_link(&q, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, n->bridge,
+				      NS_BRIDGE_IFINDEX, IFF_UP);
+	struct nlattr *info = mnl_attr_nest_start(h, IFLA_LINKINFO);
+	mnl_attr_put_strz(h, IFLA_INFO_KIND, "bridge");
+	mnl_attr_nest_end(h, info);
+	req_veth(&q, n, b->host_ns_fd);
+	h = req_link(&q, RTM_NEWLINK, 0, n->tap, 0, IFF_UP);
+	mnl_attr_put_u32(h, IFLA_MASTER, NS_BRIDGE_IFINDEX);
+	req_link(&q, RTM_NEWLINK, 0, "lo", 0, IFF_UP);
 
-	/* ip -n <ns> link add <bridge> type bridge; ip -n <ns> link set <bridge> up */
-	r = bridge_add(b->ns, n->bridge, NULL);
-	if (r == 0)
-		r = link_index(b->ns, n->bridge, &br);
+	int r = reqs_send(b->ns, &q);
 	if (r < 0)
-		return fail(err, r, "create bridge '%s'", n->bridge);
-	/* ip -n <ns> link set <veth_ns> master <bridge> up */
-	r = link_set_up(b->ns, n->veth_ns, br);
-	if (r < 0)
-		return fail(err, r, "attach '%s' to '%s'", n->veth_ns, n->bridge);
-	/* ip -n <ns> tuntap add <tap> mode tap */
-	r = run_in(n->ns_path, tap_add, (void *)n->tap, &tap_r);
-	if (r < 0 || tap_r < 0)
-		return fail(err, r < 0 ? r : tap_r, "create tap '%s'", n->tap);
-	/* ip -n <ns> link set <tap> master <bridge> up */
-	r = link_set_up(b->ns, n->tap, br);
-	if (r < 0)
-		return fail(err, r, "attach '%s' to '%s'", n->tap, n->bridge);
-	/* ip -n <ns> link set lo up */
-	r = link_set_up(b->ns, "lo", 0);
-	if (r < 0)
-		return fail(err, r, "set 'lo' up");
+		return fail(err, r, "create links");
+	b->veth_made = q.r[1] == 0;
+	if (q.r[0] < 0)
+		return fail(err, q.r[0], "create bridge '%s'", n->bridge);
+	if (q.r[1] == -EEXIST)
+		b->veth_made = (q.r[1] = veth_reclaim(b)) == 0;
+	if (q.r[1] < 0)
+		return fail(err, q.r[1], "create veth '%s'", n->veth_host);
+	if (q.r[2] < 0)
+		return fail(err, q.r[2], "attach '%s' to '%s'", n->tap, n->bridge);
+	if (q.r[3] < 0)
+		return fail(err, q.r[3], "set 'lo' up");
 	return 0;
 }
 
@@ -734,17 +924,35 @@ build_rollback(struct build *b)
 	int r;
 
 	/* the socket inside would keep the namespace alive */
-	nl_socket_free(TAKE_PTR(b->ns));
+	sock_close(TAKE_PTR(b->ns));
 	if (b->veth_made && (r = link_del(b->host, b->n->veth_host)) < 0)
 		log_warn("rollback: delete '%s': %s", b->n->veth_host, strerror(-r));
 	if (b->ns_made && (r = ns_del(b->n->ns_path)) < 0)
 		log_warn("rollback: delete namespace '%s': %s", b->n->ns, strerror(-r));
 }
 
+/* What the build needs from the caller's namespace, before anything is made. */
+static int
+build_prepare(struct build *b, struct err *err)
+{
+	int r;
+
+	b->host_bridge_index = (int)if_nametoindex(b->host_bridge);
+	if (b->host_bridge_index == 0)
+		return errno == ENODEV ? err_set(err, ERR_PRECONDITION, NULL, ENODEV,
+						 "host bridge '%s' does not exist", b->host_bridge)
+				       : fail(err, -errno, "read host bridge '%s'", b->host_bridge);
+	b->host_ns_fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (b->host_ns_fd < 0)
+		return fail(err, -errno, "open the host namespace");
+	r = sock_open(&b->host);
+	return r < 0 ? fail(err, r, "open netlink") : 0;
+}
+
 int
 netns_machine_create(const struct netns_names *n, const char *host_bridge, struct err *err)
 {
-	struct build b = {.n = n};
+	struct build b = {.n = n, .host_bridge = host_bridge, .host_ns_fd = -1};
 	int r = names_check(n, err);
 
 	if (r < 0)
@@ -752,21 +960,19 @@ netns_machine_create(const struct netns_names *n, const char *host_bridge, struc
 	if (!ifname_ok(host_bridge, IFNAMSIZ))
 		return err_set(err, ERR_INVALID, NULL, EINVAL, "invalid bridge name '%.16s'",
 			       host_bridge ? host_bridge : "");
-	r = sock_open(&b.host);
-	if (r < 0)
-		r = fail(err, r, "open netlink");
-	if (r == 0 && (r = link_index(b.host, host_bridge, &b.host_bridge)) < 0)
-		r = is_missing(r) ? err_set(err, ERR_PRECONDITION, NULL, -r,
-					    "host bridge '%s' does not exist", host_bridge)
-				  : fail(err, r, "read host bridge '%s'", host_bridge);
+	r = build_prepare(&b, err);
 	if (r == 0)
-		r = build_host_side(&b, host_bridge, err);
+		r = build_ns(&b, err);
 	if (r == 0)
-		r = build_ns_side(&b, err);
+		r = build_links(&b, err);
+	if (r == 0)
+		r = attach_host_end(&b, err);
 	if (r < 0)
 		build_rollback(&b);
-	nl_socket_free(b.ns);
-	nl_socket_free(b.host);
+	sock_close(b.ns);
+	sock_close(b.host);
+	if (b.host_ns_fd >= 0)
+		close(b.host_ns_fd);
 	if (r < 0)
 		err_wrap(err, "machine netns '%s'", n->ns);
 	return r;
@@ -775,7 +981,7 @@ netns_machine_create(const struct netns_names *n, const char *host_bridge, struc
 int
 netns_machine_delete(const struct netns_names *n, struct err *err)
 {
-	cleanup_(nlsock) struct nl_sock *sk = NULL;
+	cleanup_(nlsock) struct mnl_socket *sk = NULL;
 	int r = names_check(n, err);
 	bool had_ns;
 
@@ -803,4 +1009,64 @@ netns_machine_delete(const struct netns_names *n, struct err *err)
 	}
 	return r < 0 ? fail(err, r, "machine netns '%s': delete veth '%s'", n->ns, n->veth_host)
 		     : 0;
+}
+
+/* ---- orphaned host ends ------------------------------------------------------------------- */
+
+struct host_ends {
+	char (*short_ids)[SHORT_ID_LEN + 1];
+	size_t n;
+};
+
+static int
+host_end_collect(void *ud, const struct link *l)
+{
+	struct host_ends *e = ud;
+
+	if (e->n == ORPHANS_MAX)
+		return -ENOSPC; /* the rest waits for the next pass */
+	if (streq(l->kind, "veth") && host_end_short_id(l->name, e->short_ids[e->n]))
+		e->n++;
+	return 0;
+}
+
+/* ip link del vh-<short_id>, when its namespace is not mounted and keep() does not claim it. */
+static int
+orphan_del(struct mnl_socket *sk, const char *short_id, int (*keep)(void *, const char *), void *ud)
+{
+	struct netns_names n;
+
+	netns_names_for(short_id, &n);
+	if (ns_mounted(n.ns_path) || keep(ud, n.ns))
+		return 0;
+	int r = leftover_veth_del(sk, &n);
+	return r < 0 ? r : 1;
+}
+
+int
+netns_orphan_links(int (*keep)(void *ud, const char *ns_name), void *ud, struct err *err)
+{
+	cleanup_(nlsock) struct mnl_socket *sk = NULL;
+	cleanup_free char(*ids)[SHORT_ID_LEN + 1] = calloc(ORPHANS_MAX, sizeof(*ids));
+	struct host_ends e = {.short_ids = ids};
+	int r, deleted = 0;
+
+	if (!ids)
+		return fail(err, -ENOMEM, "host ends");
+	r = sock_open(&sk);
+	if (r == 0)
+		r = link_dump(sk, host_end_collect, &e);
+	/* a new socket: a dump stopped early leaves the rest of its answer in the first */
+	sock_close(TAKE_PTR(sk));
+	if (r == 0)
+		r = sock_open(&sk);
+	if (r < 0)
+		return fail(err, r, "list host links");
+	for (size_t i = 0; i < e.n; i++) {
+		int d = orphan_del(sk, e.short_ids[i], keep, ud);
+		if (d < 0)
+			r = fail(err, d, "delete host end '" HOST_END_PREFIX "%s'", e.short_ids[i]);
+		deleted += d > 0;
+	}
+	return r < 0 ? r : deleted;
 }

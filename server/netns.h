@@ -1,6 +1,6 @@
-/* Host network plumbing over netlink (libnl-route-3), never by spawning `ip`: the host bridge
- * and, per machine, a network namespace holding a veth end, a namespace bridge and the TAP the
- * VMM opens. Everything it creates carries sistemo's names, so the reconciler can find it. */
+/* Host network plumbing over rtnetlink (libmnl), never by spawning `ip`: the host bridge and,
+ * per machine, a network namespace holding a veth end, a namespace bridge and the TAP the VMM
+ * opens. Everything it creates carries sistemo's names, so the reconciler can find it. */
 #pragma once
 
 #include <stdbool.h>
@@ -32,16 +32,19 @@ int netns_bridge_ensure(const char *bridge, uint32_t gateway, unsigned prefix, s
 int netns_bridge_delete(const char *bridge, struct err *err);
 
 /* Builds a machine's plumbing:
- *   ip netns add <ns>; ip link add <veth_host> type veth peer name eth0 netns <ns>
+ *   ip netns add <ns>; ip -n <ns> tuntap add tap0 mode tap (ioctl TUNSETIFF + TUNSETPERSIST)
+ *   ip -n <ns> link add br0 up type bridge
+ *   ip -n <ns> link add eth0 master br0 up type veth peer name <veth_host> netns <host>
+ *   ip -n <ns> link set tap0 master br0 up; ip -n <ns> link set lo up
  *   ip link set <veth_host> master <host_bridge> up
- *   ip -n <ns> link add br0 type bridge; ip -n <ns> link set eth0 master br0 up
- *   ip -n <ns> tuntap add tap0 mode tap (ioctl TUNSETIFF + TUNSETPERSIST); master br0 up; lo up
- * Any failure undoes what was done, in reverse, and the error names the step
- * ("machine netns 'sistemo-1a2b3c4d': create veth 'vh-1a2b3c4d': File exists"). A missing
- * host bridge is ERR_PRECONDITION, found before anything is made. ERR_EXISTS when
- * the namespace exists, or when a link that is not a veth holds <veth_host>; a veth holding it
- * is a leftover host end of this machine (see netns_machine_delete) and is replaced. Costs a few
- * ms, nearly all of it in the kernel (unshare alone is ~0.75 ms on a small VM). */
+ * One thread makes the namespace and the TAP inside it; the link requests go in one batch.
+ * IPv6 is off for the namespace's new links (they only carry the guest's frames). Any failure
+ * undoes what was done, in reverse, and the error names the step ("machine netns
+ * 'sistemo-1a2b3c4d': create veth 'vh-1a2b3c4d': File exists"). A missing host bridge is
+ * ERR_PRECONDITION, found before anything is made. ERR_EXISTS when the namespace exists, or
+ * when a link that is not a veth holds <veth_host>; a veth holding it is a leftover host end of
+ * this machine (see netns_machine_delete) and is replaced. Costs a few ms, nearly all of it in
+ * the kernel: a bare unshare(CLONE_NEWNET) alone is 0.6-1 ms on a small, busy VM. */
 int netns_machine_create(const struct netns_names *n, const char *host_bridge, struct err *err);
 
 /* Tears a machine's plumbing down by deleting its namespace (unmount + unlink, ~0.1 ms). Once
@@ -57,6 +60,14 @@ bool netns_machine_exists(const struct netns_names *n);
 /* Calls fn for every namespace under /run/netns named "sistemo-*" (for the reconciler), mounted
  * or a stale file; stops at and returns fn's first negative result. */
 int netns_list(int (*fn)(void *ud, const char *ns_name), void *ud, struct err *err);
+
+/* Deletes every host link named "vh-<8 hex>" that is a veth whose namespace
+ * /run/netns/sistemo-<8 hex> is not mounted (a crash between two steps left it), unless
+ * keep(ud, "sistemo-<8 hex>") is true (a machine in the middle of an operation). A host end
+ * whose namespace was just deleted may still be there (the kernel takes it ~20 ms later):
+ * deleting it first is harmless. Returns how many it deleted; on a failure it goes on with the
+ * others and returns the first error. */
+int netns_orphan_links(int (*keep)(void *ud, const char *ns_name), void *ud, struct err *err);
 
 /* Runs fn on a thread that has entered the namespace at ns_path (setns) and returns; the
  * calling thread never changes namespace. Returns fn's result (fn reports its own errors

@@ -1,6 +1,6 @@
 /* netns against the real kernel, inside it_isolate()'s private network and mount namespaces:
  * the host bridge, machine namespaces read back with `ip -j`, traffic across them, rollback,
- * deletion, listing, and the create/delete times. */
+ * deletion, listing, orphaned host ends, and the create/delete times. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -120,6 +120,45 @@ link_exists(const char *ns, const char *dev)
 {
 	return ns ? cmd("ip -n %s link show dev %s", ns, dev) == 0
 		  : cmd("ip link show dev %s", dev) == 0;
+}
+
+/* The names of a namespace's links (ns NULL: ours), sorted, each followed by a space. */
+static void
+link_names(const char *ns, char *buf, size_t size)
+{
+	cmd_out(buf, size,
+		"ip %s %s -j link | grep -o '\"ifname\":\"[^\"]*\"' | cut -d'\"' -f4 | sort | "
+		"tr '\\n' ' '",
+		ns ? "-n" : "", ns ? ns : "");
+}
+
+/* Every host link there now was there at `before`: a rollback made nothing that stayed. Links
+ * may have gone since (the kernel removes an earlier test's host ends asynchronously). */
+static void
+assert_no_new_host_links(const char *before)
+{
+	char after[1024], padded[1100], word[32];
+
+	link_names(NULL, after, sizeof(after));
+	snprintf(padded, sizeof(padded), " %s", before);
+	for (char *name = strtok(after, " "); name; name = strtok(NULL, " ")) {
+		snprintf(word, sizeof(word), " %s ", name);
+		if (!strstr(padded, word))
+			fail_msg("'%s' was left (before: %s)", name, before);
+	}
+}
+
+/* The number after "key": in `ip -j` output (its first occurrence). */
+static int
+json_int(const char *json, const char *key)
+{
+	char quoted[64];
+
+	snprintf(quoted, sizeof(quoted), "\"%s\":", key);
+	const char *p = strstr(json, quoted);
+	if (!p)
+		fail_msg("no %s in %s", key, json);
+	return atoi(p + strlen(quoted));
 }
 
 static double now_ms(void);
@@ -249,6 +288,10 @@ machines_down(void **state)
 	/* whatever a failed test left behind */
 	cmd("ip link del notabridge");
 	cmd("ip link del vh-cafe0001");
+	cmd("ip link del vh-cafe0009");
+	cmd("ip link del vh-cafe000a");
+	cmd("ip link del vh-cafe");
+	cmd("umount /dev/net/tun");
 	cmd("ip netns del other");
 	cmd("ip netns del sistemo");
 	return r < 0 ? -1 : 0;
@@ -341,6 +384,41 @@ machine_links_read_back(void **state)
 		assert_false(link_exists(NULL, "tap0"));
 		assert_false(link_exists(NULL, "br0"));
 	}
+}
+
+/* Exactly what the header promises and nothing more: the namespace holds lo, br0, eth0 and
+ * tap0; the host, besides its bridge, one end per machine; eth0 and the host end are the two
+ * ends of one pair, one queue each way; the namespace's links have no IPv6 address. */
+static void
+machine_topology_exact(void **state)
+{
+	struct netns_names n;
+	char out[8192], got[512];
+
+	(void)state;
+	link_names(NULL, got, sizeof(got));
+	assert_string_equal(got, "lo sistemo0 vh-1a2b3c4d vh-5e6f7a8b ");
+	names(0, &n);
+	link_names(n.ns, got, sizeof(got));
+	assert_string_equal(got, "br0 eth0 lo tap0 ");
+	link_json(NULL, n.veth_host, out, sizeof(out));
+	int host_index = json_int(out, "ifindex"), host_peer = json_int(out, "link_index");
+	assert_has(out, "\"num_tx_queues\":1,\"num_rx_queues\":1");
+	link_json(n.ns, "eth0", out, sizeof(out));
+	assert_int_equal(json_int(out, "ifindex"), host_peer);
+	assert_int_equal(json_int(out, "link_index"), host_index);
+	assert_has(out, "\"num_tx_queues\":1,\"num_rx_queues\":1");
+	/* br0 is the namespace's only master; lo is up with its ::1 */
+	link_json(n.ns, "br0", out, sizeof(out));
+	assert_null(strstr(out, "\"master\""));
+	for (unsigned i = 0; i < 3; i++) {
+		static const char *const l2[] = {"br0", "eth0", "tap0"};
+		cmd_out(out, sizeof(out), "ip -n %s -j -6 addr show dev %s", n.ns, l2[i]);
+		assert_string_equal(out, "[]\n");
+	}
+	cmd_out(out, sizeof(out), "ip -n %s -j addr show dev lo", n.ns);
+	assert_has(out, "\"local\":\"::1\"");
+	assert_true(has_flag(out, "UP"));
 }
 
 static void
@@ -509,6 +587,8 @@ assert_nothing_left(const struct netns_names *n)
 	assert_false(netns_machine_exists(n));
 	assert_false(netns_listed(n->ns));
 	assert_int_equal(access(n->ns_path, F_OK), -1);
+	cmd_out(out, sizeof(out), "cat /proc/self/mountinfo");
+	assert_null(strstr(out, n->ns_path));
 	cmd_out(out, sizeof(out), "ip -j link");
 	assert_null(strstr(out, "\"ifname\":\"eth0\""));
 	assert_null(strstr(out, "\"ifname\":\"br0\""));
@@ -520,17 +600,20 @@ rollback_when_veth_name_taken(void **state)
 {
 	struct netns_names n;
 	struct err err = {0};
+	char before[1024];
 
 	(void)state;
 	assert_int_equal(netns_names_for("cafe0001-0000-4000-8000-000000000000", &n), 0);
 	/* a link that is not a veth: not a leftover of ours */
 	assert_int_equal(cmd("ip link add %s type bridge", n.veth_host), 0);
+	link_names(NULL, before, sizeof(before));
 	assert_int_equal(netns_machine_create(&n, BRIDGE, &err), -EEXIST);
 	assert_int_equal(err.code, ERR_EXISTS);
 	assert_string_equal(
 		err.msg,
 		"machine netns 'sistemo-cafe0001': create veth 'vh-cafe0001': File exists");
 	assert_nothing_left(&n);
+	assert_no_new_host_links(before);
 	/* the link that was in the way is not ours to delete */
 	assert_true(link_exists(NULL, n.veth_host));
 	assert_int_equal(cmd("ip link del %s", n.veth_host), 0);
@@ -556,21 +639,48 @@ leftover_host_end_reclaimed(void **state)
 	assert_true(link_gone_within(n.veth_host, 2000));
 }
 
+/* The last step fails, in the host: the veth made before it goes (both ends), then the
+ * namespace. */
 static void
 rollback_when_attach_fails(void **state)
 {
 	struct netns_names n;
 	struct err err = {0};
+	char before[1024];
 
 	(void)state;
 	assert_int_equal(netns_names_for("cafe0002-0000-4000-8000-000000000000", &n), 0);
 	assert_int_equal(cmd("ip link add notabridge type veth peer name notabridge-p"), 0);
+	link_names(NULL, before, sizeof(before));
 	assert_int_equal(netns_machine_create(&n, "notabridge", &err), -EOPNOTSUPP);
 	assert_string_equal(err.msg, "machine netns 'sistemo-cafe0002': attach 'vh-cafe0002' to "
 				     "'notabridge': Operation not supported");
 	assert_nothing_left(&n);
 	assert_false(link_exists(NULL, n.veth_host));
+	assert_no_new_host_links(before);
 	assert_int_equal(cmd("ip link del notabridge"), 0);
+}
+
+/* A step inside the new namespace fails (the TAP: /dev/net/tun is /dev/null in this mount
+ * namespace for the test): the namespace goes, the host's links are as they were. */
+static void
+rollback_when_tap_fails(void **state)
+{
+	struct netns_names n;
+	struct err err = {0};
+	char before[1024];
+
+	(void)state;
+	assert_int_equal(netns_names_for("cafe000b-0000-4000-8000-000000000000", &n), 0);
+	link_names(NULL, before, sizeof(before));
+	assert_int_equal(cmd("mount --bind /dev/null /dev/net/tun"), 0);
+	int r = netns_machine_create(&n, BRIDGE, &err);
+	assert_int_equal(cmd("umount /dev/net/tun"), 0);
+	assert_int_equal(r, -ENOTTY);
+	assert_string_equal(err.msg, "machine netns 'sistemo-cafe000b': create tap 'tap0': "
+				     "Inappropriate ioctl for device");
+	assert_nothing_left(&n);
+	assert_no_new_host_links(before);
 }
 
 static void
@@ -654,6 +764,65 @@ delete_while_held(void **state)
 	assert_true(link_gone_within(n.veth_host, 2000));
 }
 
+/* ---- orphaned host ends ------------------------------------------------------------------ */
+
+/* keep() for netns_orphan_links: claims sistemo-cafe0009 (a machine in the middle of an
+ * operation) and notes every namespace it is asked about. */
+static int
+keep_cafe0009(void *ud, const char *ns)
+{
+	char *asked = ud;
+
+	if (strlen(asked) + strlen(ns) + 2 <= 256) {
+		strcat(asked, ns);
+		strcat(asked, " ");
+	}
+	return strcmp(ns, "sistemo-cafe0009") == 0;
+}
+
+/* Host ends with no namespace mounted go, unless claimed; links that are not a machine's host
+ * end and the ends of machines whose namespaces are mounted stay. */
+static void
+orphan_links_removed(void **state)
+{
+	struct netns_names held;
+	struct err err = {0};
+	char asked[256] = "";
+
+	(void)state;
+	assert_int_equal(cmd("ip link add vh-cafe0008 type veth peer name vp-cafe0008"), 0);
+	assert_int_equal(cmd("ip link add vh-cafe0009 type veth peer name vp-cafe0009"), 0);
+	assert_int_equal(cmd("ip link add vh-cafe000a type bridge"), 0);
+	assert_int_equal(cmd("ip link add vh-cafe type veth peer name vp-cafe"), 0);
+	/* a namespace unmounted while something still holds it (a VMM not stopped): its host
+	 * end lives on */
+	assert_int_equal(netns_names_for("cafe000c-0000-4000-8000-000000000000", &held), 0);
+	machine_create_ok(&held);
+	int fd = open(held.ns_path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	machine_delete_ok(&held);
+
+	assert_int_equal(netns_orphan_links(keep_cafe0009, asked, &err), 2);
+	assert_false(link_exists(NULL, "vh-cafe0008"));
+	assert_false(link_exists(NULL, "vp-cafe0008"));
+	assert_false(link_exists(NULL, held.veth_host));
+	assert_true(link_exists(NULL, "vh-cafe0009"));
+	assert_true(link_exists(NULL, "vh-cafe000a"));
+	assert_true(link_exists(NULL, "vh-cafe"));
+	assert_true(link_exists(NULL, "vh-1a2b3c4d"));
+	assert_true(link_exists(NULL, "vh-5e6f7a8b"));
+	/* asked only about the ones without a namespace, in the kernel's order */
+	assert_non_null(strstr(asked, "sistemo-cafe0008 "));
+	assert_non_null(strstr(asked, "sistemo-cafe0009 "));
+	assert_non_null(strstr(asked, "sistemo-cafe000c "));
+	assert_int_equal(strlen(asked), 3 * strlen("sistemo-cafe0008 "));
+	/* a second pass has nothing to do */
+	asked[0] = '\0';
+	assert_int_equal(netns_orphan_links(keep_cafe0009, asked, &err), 0);
+	assert_string_equal(asked, "sistemo-cafe0009 ");
+	close(fd);
+}
+
 static int
 cmp_double(const void *a, const void *b)
 {
@@ -726,17 +895,20 @@ main(void)
 		cmocka_unit_test(bridge_refuses_other_link),
 		cmocka_unit_test_setup_teardown(machine_links_read_back, machines_up,
 						machines_down),
+		cmocka_unit_test_setup_teardown(machine_topology_exact, machines_up, machines_down),
 		cmocka_unit_test_setup_teardown(machine_exists_refused, machines_up, machines_down),
 		cmocka_unit_test_setup_teardown(qemu_opens_tap, machines_up, machines_down),
 		cmocka_unit_test_setup_teardown(traffic_flows, machines_up, machines_down),
 		cmocka_unit_test_setup_teardown(list_only_ours, machines_up, machines_down),
 		cmocka_unit_test_setup_teardown(rollback_when_veth_name_taken, NULL, machines_down),
 		cmocka_unit_test_setup_teardown(rollback_when_attach_fails, NULL, machines_down),
+		cmocka_unit_test_setup_teardown(rollback_when_tap_fails, NULL, machines_down),
 		cmocka_unit_test(missing_host_bridge),
 		cmocka_unit_test(leftover_host_end_reclaimed),
 		cmocka_unit_test(delete_removes_everything),
 		cmocka_unit_test(recreate_at_once),
 		cmocka_unit_test(delete_while_held),
+		cmocka_unit_test_setup_teardown(orphan_links_removed, machines_up, machines_down),
 		cmocka_unit_test(create_delete_times),
 	};
 
