@@ -574,6 +574,18 @@ remove_orphan(void *ud, const char *ns)
 	return 0;
 }
 
+/* A host veth end whose namespace is gone stays while a record still claims that namespace
+ * (a machine in the middle of an operation, or running: its VMM may hold the namespace). */
+static int
+keep_host_end(void *ud, const char *ns)
+{
+	struct daemon *d = ud;
+	struct live_ns x = {.ns = ns};
+	struct err err = {0};
+
+	return store_machine_list(d->store, NULL, match_live_ns, &x, &err) < 0 || x.live;
+}
+
 static int
 for_each_machine(struct daemon *d, void (*fn)(struct daemon *d, const char *id), struct err *err)
 {
@@ -621,6 +633,8 @@ machine_reconcile(struct daemon *d)
 {
 	struct err err = {0};
 
-	if (for_each_machine(d, reconcile_one, &err) < 0 || netns_list(remove_orphan, d, &err) < 0)
+	if (for_each_machine(d, reconcile_one, &err) < 0 ||
+	    netns_list(remove_orphan, d, &err) < 0 ||
+	    netns_orphan_links(keep_host_end, d, &err) < 0)
 		log_warn("reconciler: %s", err.msg);
 }
