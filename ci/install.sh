@@ -10,7 +10,7 @@ build=(build-essential cmake pkg-config clang-format clang-tidy
 	libnl-3-dev libnl-route-3-dev libnftnl-dev libmnl-dev libnftables-dev libssh2-1-dev
 	libmbedtls-dev libcrypt-dev libyaml-dev libcmocka-dev)
 runtime=(nftables libnftables1 iproute2 e2fsprogs openssh-client sqlite3 procps util-linux)
-test=(jq zsh fish iputils-ping python3 nftables)
+test=(jq zsh fish iputils-ping python3 nftables curl)
 guest=(qemu-system-x86 busybox-static dropbear-bin debootstrap kmod cpio)
 # `sistemo kernel build`: the kernel source and what compiling it needs beyond build-essential
 kernel=(linux-source-6.1 flex bison libelf-dev bc)

@@ -15,6 +15,7 @@
 #include "exec.h"
 #include "log.h"
 #include "machine.h"
+#include "network.h"
 #include "macro.h"
 #include "netns.h"
 #include "ops.h"
@@ -186,6 +187,9 @@ start_machines(struct daemon *d, struct err *err)
 	if ((r = ops_new(d->store, &d->ops, err)) < 0 || (r = execs_new(&d->execs, err)) < 0 ||
 	    (r = machine_recover(d, err)) < 0)
 		return r;
+	/* after recovery: the ruleset is rebuilt for the machines that really run */
+	if ((r = net_host_start(d, err)) < 0)
+		return err_wrap(err, "networks");
 	if ((r = pthread_create(&d->reconciler, NULL, reconciler_main, d)) != 0)
 		return err_set(err, ERR_INTERNAL, NULL, r, "start the reconciler: %s", strerror(r));
 	d->reconciler_running = true;
@@ -233,6 +237,7 @@ daemon_stop(struct daemon *d)
 	}
 	ops_free(d->ops); /* running operations roll back first */
 	execs_free(d->execs);
+	net_host_stop(d); /* its lookups read the store */
 	dispatch_free(d->dispatch);
 	store_close(d->store);
 	if (d->lock_fd >= 0)

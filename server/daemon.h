@@ -15,6 +15,7 @@ struct dispatch;
 struct rpc_server;
 struct ops;
 struct execs;
+struct dns_server;
 
 struct daemon {
 	struct paths paths;
@@ -25,6 +26,7 @@ struct daemon {
 	struct vmm_probe vmms[2]; /* probed once at start */
 	struct ops *ops;          /* long operations */
 	struct execs *execs;      /* exec and terminal sessions */
+	struct dns_server *dns;   /* machine names on every gateway (network.c) */
 	char bridge[16];          /* "sistemo0" */
 	uint32_t bridge_net;      /* bridge_subnet's network address, host order */
 	unsigned bridge_prefix;

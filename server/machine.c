@@ -19,6 +19,7 @@
 #include "log.h"
 #include "macro.h"
 #include "netns.h"
+#include "network.h"
 #include "ops.h"
 #include "ssh.h"
 #include "uuid.h"
@@ -177,30 +178,24 @@ find_kernel(struct daemon *d, struct op *op, struct kit_kernel *k, struct err *e
 	return r < 0 ? r : kit_kernel_find(d->paths.data_dir, k, err);
 }
 
-static void
-netmask_text(unsigned prefix, char out[16])
+/* The kernel command line: its address, gateway and netmask derive from its network. */
+static int
+cmdline_for(struct daemon *d, const struct machine_info *m, char *buf, size_t size, struct err *err)
 {
-	struct in_addr a = {.s_addr = htonl(prefix ? ~0u << (32 - prefix) : 0)};
-
-	inet_ntop(AF_INET, &a, out, 16);
-}
-
-static void
-cmdline_for(const struct daemon *d, const struct machine_info *m, char *buf, size_t size)
-{
-	char gw[16], mask[16];
-	struct in_addr a = {.s_addr = htonl(d->bridge_net + 1)};
+	char ip[96];
+	struct net net;
 	int n;
 
-	inet_ntop(AF_INET, &a, gw, sizeof(gw));
-	netmask_text(d->bridge_prefix, mask);
+	if (net_resolve(d, m->network, &net, err) < 0)
+		return -ENOENT;
+	net_boot_arg(&net, m->ip, m->name, ip, sizeof(ip));
 	n = snprintf(buf, size,
 		     "console=ttyS0 reboot=k panic=-1 root=/dev/vda rw rootfstype=ext4 "
-		     "net.ifnames=0 ip=%s::%s:%s:%s:eth0:off init=/sbin/sistemo-init "
-		     "sistemo.name=%s",
-		     m->ip, gw, mask, m->name, m->name);
+		     "net.ifnames=0 %s init=/sbin/sistemo-init sistemo.name=%s",
+		     ip, m->name);
 	if (!d->kvm && d->tsc_khz && n > 0 && (size_t)n < size)
 		snprintf(buf + n, size - (size_t)n, " tsc_early_khz=%u", d->tsc_khz);
+	return 0;
 }
 
 /* How long a guest may take to be ready: ssh_timeout_sec assumes a guest at native speed
@@ -231,7 +226,8 @@ boot(struct daemon *d, const struct machine_info *m, struct op *op, pid_t *ret_p
 	netns_names_for(m->id, &nn);
 	machine_run_dir(d, m->id, run_dir, sizeof(run_dir));
 	snprintf(rootfs, sizeof(rootfs), "%s/rootfs.ext4", run_dir);
-	cmdline_for(d, m, cmdline, sizeof(cmdline));
+	if ((r = cmdline_for(d, m, cmdline, sizeof(cmdline), err)) < 0)
+		return r;
 	struct vmm_config cfg = {
 		.id = m->id,
 		.name = m->name,
@@ -241,7 +237,7 @@ boot(struct daemon *d, const struct machine_info *m, struct op *op, pid_t *ret_p
 		.initrd = k.initrd,
 		.cmdline = cmdline,
 		.rootfs = rootfs,
-		.tap = nn.tap,
+		.tap = net_machine_has_nic(d, m) ? nn.tap : NULL,
 		.mac = m->mac,
 		.netns_path = nn.ns_path,
 		.run_dir = run_dir,
@@ -314,6 +310,19 @@ make_disk(struct daemon *d, const struct machine_spec *spec, const struct machin
 	return 0;
 }
 
+/* The host bridge of a machine's network. */
+static int
+machine_bridge(struct daemon *d, const struct machine_info *m, char bridge[16], struct err *err)
+{
+	struct net net;
+	int r = net_resolve(d, m->network, &net, err);
+
+	if (r < 0)
+		return err_wrap(err, "network '%s'", m->network);
+	snprintf(bridge, 16, "%s", net.bridge);
+	return 0;
+}
+
 static int
 record(struct daemon *d, const struct machine_spec *spec, struct machine_info *m, struct err *err)
 {
@@ -321,7 +330,11 @@ record(struct daemon *d, const struct machine_spec *spec, struct machine_info *m
 	struct in_addr a;
 	char id[37], ip[16];
 	const char *driver = d->vmms[1].is_default ? "firecracker" : "qemu";
+	struct net net;
+	int r;
 
+	if ((r = net_resolve(d, spec->network, &net, err)) < 0)
+		return r;
 	uuid_generate_text(id);
 	netns_names_for(id, &nn);
 	struct machine_rec rec = {.id = id,
@@ -333,10 +346,20 @@ record(struct daemon *d, const struct machine_spec *spec, struct machine_info *m
 				  .storage_mb = spec->storage_mb,
 				  .mac = "",
 				  .namespace = nn.ns,
-				  .network = "default"};
-	int r = store_machine_create(d->store, &rec, d->bridge_net, d->bridge_prefix, ip, err);
-	if (r < 0)
+				  .network = net.name,
+				  .network_mode = spec->policy.mode,
+				  .allow_from = spec->policy.allow_from,
+				  .egress_allow = spec->policy.egress_allow};
+	if ((r = store_machine_create(d->store, &rec, net.subnet, net.prefix, ip, err)) < 0)
 		return r;
+	for (size_t i = 0; i < spec->n_ports; i++) {
+		const struct net_port *p = &spec->ports[i];
+		if ((r = store_port_add(d->store, id, p->host_ip, p->host_port, p->machine_port,
+					p->protocol, err)) < 0) {
+			store_machine_delete(d->store, id, NULL);
+			return r;
+		}
+	}
 	/* A MAC derived from the IP: stable across boots, so no neighbour goes stale. */
 	if (inet_pton(AF_INET, ip, &a) != 1)
 		return err_set(err, ERR_INTERNAL, NULL, EINVAL, "allocated a bad address '%s'", ip);
@@ -378,6 +401,7 @@ machine_deploy(struct daemon *d, const struct machine_spec *spec, struct op *op,
 	       struct machine_info *ret, struct err *err)
 {
 	struct netns_names nn;
+	char bridge[16];
 	int reached = 0, r;
 	pid_t pid = 0;
 	uint64_t boot_ms = 0;
@@ -390,13 +414,19 @@ machine_deploy(struct daemon *d, const struct machine_spec *spec, struct op *op,
 	if ((r = cancelled(op, err)) < 0 || (reached = 2, r = make_disk(d, spec, ret, op, err)) < 0)
 		goto fail;
 	progress(op, "network", 60, "creating the network namespace");
-	if ((r = cancelled(op, err)) < 0 ||
-	    (reached = 3, r = netns_machine_create(&nn, d->bridge, err)) < 0)
+	if ((r = cancelled(op, err)) < 0 || (r = machine_bridge(d, ret, bridge, err)) < 0 ||
+	    (reached = 3, r = netns_machine_create(&nn, bridge, err)) < 0)
 		goto fail;
 	if ((r = cancelled(op, err)) < 0 || (r = boot(d, ret, op, &pid, &boot_ms, err)) < 0)
 		goto fail;
 	if ((r = store_machine_set_state(d->store, ret->id, "running", pid, boot_ms, "", err)) < 0)
 		goto fail;
+	progress(op, "network", 95, "opening its ports and applying its policy");
+	if ((r = net_machine_up(d, ret, err)) < 0) {
+		store_machine_set_state(d->store, ret->id, "creating", pid, 0, "", NULL);
+		err_wrap(err, "rules");
+		goto fail;
+	}
 	progress(op, "ready", 100, "running");
 	return store_machine_get(d->store, ret->id, ret, err);
 fail:
@@ -415,6 +445,7 @@ machine_start(struct daemon *d, const char *ref, struct op *op, struct machine_i
 	      struct err *err)
 {
 	struct netns_names nn;
+	char bridge[16];
 	pid_t pid = 0;
 	uint64_t boot_ms = 0;
 	int r = store_machine_transition(d->store, ref, "stopped,error", "starting", ret, err);
@@ -425,7 +456,9 @@ machine_start(struct daemon *d, const char *ref, struct op *op, struct machine_i
 	progress(op, "network", 20, "creating the network namespace");
 	if (netns_machine_exists(&nn))
 		netns_machine_delete(&nn, NULL);
-	r = netns_machine_create(&nn, d->bridge, err);
+	r = machine_bridge(d, ret, bridge, err);
+	if (r >= 0)
+		r = netns_machine_create(&nn, bridge, err);
 	if (r >= 0 && (r = boot(d, ret, op, &pid, &boot_ms, err)) < 0)
 		netns_machine_delete(&nn, NULL);
 	if (r < 0) {
@@ -433,6 +466,10 @@ machine_start(struct daemon *d, const char *ref, struct op *op, struct machine_i
 		return r;
 	}
 	r = store_machine_set_state(d->store, ret->id, "running", pid, boot_ms, "", err);
+	if (r >= 0 && net_machine_up(d, ret, err) < 0) {
+		log_warn("machine '%s' runs without its ports and policy: %s", ret->name, err->msg);
+		err_clear(err);
+	}
 	progress(op, "ready", 100, "running");
 	return r < 0 ? r : store_machine_get(d->store, ret->id, ret, err);
 }
@@ -455,6 +492,8 @@ halt(struct daemon *d, const struct machine_info *m, unsigned grace_ms)
 	if (netns_machine_delete(&nn, &err) < 0)
 		log_warn("stop '%s': %s", m->name, err.msg);
 	cgroup_machine_delete(m->id);
+	/* not 'running' any more: its ports and policy leave the ruleset */
+	net_machine_down(d, m);
 	log_info("machine '%s' stopped%s", m->name, clean ? " (clean power-off)" : "");
 }
 

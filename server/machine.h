@@ -9,6 +9,7 @@
 
 #include "err.h"
 #include "store.h"
+#include "network.h"
 
 struct daemon;
 struct op;
@@ -18,6 +19,10 @@ struct machine_spec {
 	const char *image; /* a built-in image name ("tiny") or an absolute path to an .ext4 file */
 	unsigned vcpus;
 	uint64_t memory_mb, storage_mb;
+	const char *network;          /* "default" or a named network (checked by the caller) */
+	const struct net_port *ports; /* exposed ports (checked by the caller) */
+	size_t n_ports;
+	struct net_policy policy;
 };
 
 /* Checks a spec against the config's limits before anything is created. */

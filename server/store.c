@@ -123,7 +123,13 @@ store_open(const char *path, struct store **ret, struct err *err)
 
 	if (!s)
 		return err_set(err, ERR_INTERNAL, NULL, ENOMEM, "out of memory");
-	pthread_mutex_init(&s->lock, NULL);
+	/* recursive: a list callback may read the store again (one connection runs several
+	 * statements at once); transactions are never nested that way */
+	pthread_mutexattr_t attr;
+	pthread_mutexattr_init(&attr);
+	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(&s->lock, &attr);
+	pthread_mutexattr_destroy(&attr);
 	if (sqlite3_open_v2(path, &s->db,
 			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX |
 				    SQLITE_OPEN_EXRESCODE,

@@ -1,5 +1,6 @@
 /* The daemon's state in SQLite: schema migrations, machines, networks, IPs, ports, volumes,
- * images, users, the audit history. Thread-safe: one connection behind a mutex. */
+ * images, users, the audit history. Thread-safe: one connection behind a recursive mutex, so
+ * a list callback may read the store again (it must not start a transaction). */
 #pragma once
 
 #include <stdbool.h>

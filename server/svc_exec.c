@@ -15,6 +15,7 @@
 #include "exec.h"
 #include "machine.h"
 #include "macro.h"
+#include "network.h"
 #include "store.h"
 #include "strbuf.h"
 #include "sistemo/v1/machines.pb-c.h"
@@ -157,6 +158,13 @@ machines_exec(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret
 		return err_set(err, ERR_PRECONDITION, "machine", EBUSY,
 			       "machine '%s' is %s: start it first (sistemo machine start %s)",
 			       m.name, m.state, m.name);
+	}
+	if (!net_machine_has_nic(c->d, &m)) {
+		strbuf_free(&cmd);
+		return err_set(err, ERR_PRECONDITION, "machine", ENETUNREACH,
+			       "machine '%s' has no network (mode none): exec and ssh go over it; "
+			       "its console is in 'sistemo machine logs %s'",
+			       m.name, m.name);
 	}
 	/* connect, handshake, auth: slow under TCG on a busy host, bounded all the same */
 	struct ssh_target t = {m.ip, 22, "root", c->d->ssh_dir, 30000};

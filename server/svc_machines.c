@@ -13,21 +13,43 @@
 #include "daemon.h"
 #include "dispatch.h"
 #include "exec.h"
+#include "log.h"
 #include "machine.h"
 #include "macro.h"
+#include "network.h"
 #include "ops.h"
 #include "store.h"
 #include "svc_convert.h"
 #include "svc_exec.h"
 #include "sistemo/v1/rpc.pb-c.h"
 
-#define LATER_NET "networking (issue 4)"
 #define LATER_VOLUMES "volumes and images (issue 5)"
 #define LATER_DASHBOARD "the dashboard and its browser terminal"
 #define MAX_WAIT_MS 30000
 #define MAX_LOG_CHUNK (1u << 20)
 
+struct ports_ctx {
+	struct arena *a;
+	Sistemo__V1__Machine *msg;
+};
+
+static int
+port_one(void *ud, const struct port_rec *p)
+{
+	struct ports_ctx *x = ud;
+	Sistemo__V1__PortRule *o = arena_msg(x->a, &sistemo__v1__port_rule__descriptor);
+
+	o->host_ip = arena_strdup(x->a, p->host_ip);
+	o->host_port = p->host_port;
+	o->machine_port = p->machine_port;
+	o->protocol = streq(p->protocol, "udp") ? SISTEMO__V1__PROTOCOL__PROTOCOL_UDP
+						: SISTEMO__V1__PROTOCOL__PROTOCOL_TCP;
+	arena_append(x->a, &x->msg->ports, &x->msg->n_ports, o);
+	return 0;
+}
+
 struct list_ctx {
+	struct daemon *d;
 	struct arena *a;
 	Sistemo__V1__ListMachinesReply *out;
 	Sistemo__V1__MachineState state;
@@ -40,7 +62,10 @@ list_one(void *ud, const struct machine_rec *m)
 
 	if (x->state && machine_state_from_text(m->state) != x->state)
 		return 0;
-	arena_append(x->a, &x->out->machines, &x->out->n_machines, machine_to_msg(x->a, m));
+	struct ports_ctx px = {x->a, machine_to_msg(x->a, m)};
+	if (store_port_list(x->d->store, m->id, NULL, port_one, &px, NULL) < 0)
+		return -EIO;
+	arena_append(x->a, &x->out->machines, &x->out->n_machines, px.msg);
 	return 0;
 }
 
@@ -50,7 +75,7 @@ machines_list(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret
 	const Sistemo__V1__ListMachinesRequest *req = (const void *)in;
 	Sistemo__V1__ListMachinesReply *out =
 		arena_msg(c->arena, &sistemo__v1__list_machines_reply__descriptor);
-	struct list_ctx x = {c->arena, out, req->state};
+	struct list_ctx x = {c->d, c->arena, out, req->state};
 
 	if (store_machine_list(c->d->store, req->network, list_one, &x, err) < 0)
 		return -EIO;
@@ -58,10 +83,21 @@ machines_list(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret
 	return 0;
 }
 
+/* A machine message with its exposed ports. */
+static Sistemo__V1__Machine *
+machine_full_msg(struct daemon *d, struct arena *a, const struct machine_info *m)
+{
+	struct ports_ctx x = {a, machine_info_to_msg(a, m)};
+
+	if (store_port_list(d->store, m->id, NULL, port_one, &x, NULL) < 0)
+		log_warn("machine '%s': could not read its ports", m->name);
+	return x.msg;
+}
+
 static int
 reply_machine(struct call *c, const struct machine_info *m, ProtobufCMessage **ret)
 {
-	Sistemo__V1__Machine *msg = machine_info_to_msg(c->arena, m);
+	Sistemo__V1__Machine *msg = machine_full_msg(c->d, c->arena, m);
 
 	c->target_id = arena_strdup(c->arena, m->id);
 	c->target_name = arena_strdup(c->arena, m->name);
@@ -94,23 +130,28 @@ machines_get(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret,
 
 enum job_kind { JOB_DEPLOY, JOB_START, JOB_RESTART };
 
+#define DEPLOY_PORTS_MAX 64
+
 struct job {
 	struct daemon *d;
 	enum job_kind kind;
-	char name[64], image[PATH_MAX], ref[256];
+	char name[64], image[PATH_MAX], ref[256], network[32];
 	unsigned vcpus, timeout_sec;
 	uint64_t memory_mb, storage_mb;
+	struct net_port ports[DEPLOY_PORTS_MAX];
+	size_t n_ports;
+	char mode[16], allow_from[1024], egress_allow[1024];
 };
 
 /* Packs the machine as the operation's result. */
 static void
-set_result(struct op *op, const struct machine_info *m)
+set_result(struct daemon *j_daemon, struct op *op, const struct machine_info *m)
 {
 	struct arena *a;
 
 	if (arena_new(&a) < 0)
 		return;
-	Sistemo__V1__Machine *msg = machine_info_to_msg(a, m);
+	Sistemo__V1__Machine *msg = machine_full_msg(j_daemon, a, m);
 	size_t len = protobuf_c_message_get_packed_size(&msg->base);
 	uint8_t *buf = arena_alloc(a, len ? len : 1);
 	protobuf_c_message_pack(&msg->base, buf);
@@ -123,7 +164,10 @@ job_work(struct op *op, void *ud, struct err *err)
 {
 	struct job *j = ud;
 	struct machine_info m;
-	struct machine_spec spec = {j->name, j->image, j->vcpus, j->memory_mb, j->storage_mb};
+	struct machine_spec spec = {
+		j->name,      j->image,      j->vcpus,
+		j->memory_mb, j->storage_mb, j->network,
+		j->ports,     j->n_ports,    {j->mode, j->allow_from, j->egress_allow}};
 	int r;
 
 	if (j->kind == JOB_DEPLOY) {
@@ -137,7 +181,7 @@ job_work(struct op *op, void *ud, struct err *err)
 			r = machine_start(j->d, j->ref, op, &m, err);
 	}
 	if (r >= 0)
-		set_result(op, &m);
+		set_result(j->d, op, &m);
 	return r;
 }
 
@@ -162,33 +206,98 @@ start_job(struct call *c, struct job *j, const char *kind, const char *target,
 	return 0;
 }
 
-static int
-deploy_unsupported(const Sistemo__V1__DeployRequest *req, struct err *err)
+static const char *
+mode_text(Sistemo__V1__NetworkMode m)
 {
-	if (req->n_ports || req->n_attach || *req->volume ||
-	    (*req->network && !streq(req->network, "default")) ||
-	    (req->policy && (req->policy->n_allow_from || req->policy->n_egress_allow ||
-			     req->policy->network_mode)))
+	switch (m) {
+	case SISTEMO__V1__NETWORK_MODE__NETWORK_MODE_ISOLATED:
+		return "isolated";
+	case SISTEMO__V1__NETWORK_MODE__NETWORK_MODE_NONE:
+		return "none";
+	default:
+		return "bridge";
+	}
+}
+
+static int
+port_from_msg(const Sistemo__V1__PortRule *p, struct net_port *ret, struct err *err)
+{
+	memset(ret, 0, sizeof(*ret));
+	if (strlen(p->host_ip) >= sizeof(ret->host_ip))
+		return err_set(err, ERR_INVALID, "port", EINVAL, "host address '%.32s' is invalid",
+			       p->host_ip);
+	snprintf(ret->host_ip, sizeof(ret->host_ip), "%s", p->host_ip);
+	ret->host_port = p->host_port;
+	ret->machine_port = p->machine_port ? p->machine_port : p->host_port;
+	snprintf(ret->protocol, sizeof(ret->protocol), "%s",
+		 p->protocol == SISTEMO__V1__PROTOCOL__PROTOCOL_UDP ? "udp" : "tcp");
+	return net_port_check(ret, err);
+}
+
+static int
+port_available(struct daemon *d, const Sistemo__V1__PortRule *p, struct net_port *ret,
+	       struct err *err)
+{
+	int r = port_from_msg(p, ret, err);
+
+	return r < 0 ? r : net_port_available(d, ret, err);
+}
+
+/* The request's network, ports and policy into the job, checked: nothing is created when one
+ * of them is wrong. */
+static int
+deploy_network(struct call *c, const Sistemo__V1__DeployRequest *req, struct job *j,
+	       struct err *err)
+{
+	const Sistemo__V1__MachinePolicy *p = req->policy;
+	struct net n;
+	int r;
+
+	if (req->n_attach || *req->volume)
 		return err_set(err, ERR_UNIMPLEMENTED, NULL, ENOSYS,
-			       "deploy with ports, named networks or policies comes with %s; with "
-			       "volumes with %s",
-			       LATER_NET, LATER_VOLUMES);
-	return 0;
+			       "deploy with volumes comes with %s", LATER_VOLUMES);
+	if ((r = net_resolve(c->d, req->network, &n, err)) < 0)
+		return r;
+	snprintf(j->network, sizeof(j->network), "%s", n.name);
+	if (req->n_ports > DEPLOY_PORTS_MAX)
+		return err_set(err, ERR_INVALID, "expose", E2BIG, "at most %d ports per deploy",
+			       DEPLOY_PORTS_MAX);
+	for (size_t i = 0; i < req->n_ports; i++) {
+		if ((r = port_available(c->d, req->ports[i], &j->ports[i], err)) < 0)
+			return r;
+		for (size_t k = 0; k < i; k++)
+			if (j->ports[k].host_port == j->ports[i].host_port &&
+			    streq(j->ports[k].protocol, j->ports[i].protocol))
+				return err_set(err, ERR_INVALID, "expose", EEXIST,
+					       "host port %u/%s is given twice",
+					       j->ports[i].host_port, j->ports[i].protocol);
+	}
+	j->n_ports = req->n_ports;
+	snprintf(j->mode, sizeof(j->mode), "%s", p ? mode_text(p->network_mode) : "bridge");
+	if (p) {
+		snprintf(j->allow_from, sizeof(j->allow_from), "%s",
+			 join_list(c->arena, p->allow_from, p->n_allow_from));
+		snprintf(j->egress_allow, sizeof(j->egress_allow), "%s",
+			 join_list(c->arena, p->egress_allow, p->n_egress_allow));
+	}
+	struct net_policy pol = {j->mode, j->allow_from, j->egress_allow};
+	return net_policy_check(c->d, &pol, err);
 }
 
 static int
 machines_deploy(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret, struct err *err)
 {
 	const Sistemo__V1__DeployRequest *req = (const void *)in;
-	struct machine_spec spec = {req->name, req->image, req->vcpus ? req->vcpus : 2,
-				    req->memory_mb ? req->memory_mb : 512,
-				    req->storage_mb ? req->storage_mb : 2048};
+	struct machine_spec spec = {.name = req->name,
+				    .image = req->image,
+				    .vcpus = req->vcpus ? req->vcpus : 2,
+				    .memory_mb = req->memory_mb ? req->memory_mb : 512,
+				    .storage_mb = req->storage_mb ? req->storage_mb : 2048};
 	struct machine_info existing;
 	struct job *j;
 	char name[64];
 
-	if (deploy_unsupported(req, err) < 0 ||
-	    machine_spec_check(c->d, &spec, name, sizeof(name), err) < 0)
+	if (machine_spec_check(c->d, &spec, name, sizeof(name), err) < 0)
 		return -EINVAL;
 	if (strlen(req->image) >= sizeof(j->image))
 		return err_set(err, ERR_INVALID, "image", ENAMETOOLONG,
@@ -198,10 +307,14 @@ machines_deploy(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **r
 			       "a machine named '%s' already exists", spec.name);
 	if (!(j = calloc(1, sizeof(*j))))
 		return err_set(err, ERR_INTERNAL, NULL, ENOMEM, "out of memory");
-	*j = (struct job){.kind = JOB_DEPLOY,
-			  .vcpus = spec.vcpus,
-			  .memory_mb = spec.memory_mb,
-			  .storage_mb = spec.storage_mb};
+	if (deploy_network(c, req, j, err) < 0) {
+		free(j);
+		return -EINVAL;
+	}
+	j->kind = JOB_DEPLOY;
+	j->vcpus = spec.vcpus;
+	j->memory_mb = spec.memory_mb;
+	j->storage_mb = spec.storage_mb;
 	snprintf(j->name, sizeof(j->name), "%s", spec.name);
 	snprintf(j->image, sizeof(j->image), "%s", req->image);
 	c->target_name = arena_strdup(c->arena, j->name);
@@ -272,6 +385,68 @@ machines_delete(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **r
 	return 0;
 }
 
+static int
+machines_expose(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret, struct err *err)
+{
+	const Sistemo__V1__ExposeRequest *req = (const void *)in;
+	struct machine_info m;
+	struct net_port p;
+
+	if (need_ref(req->machine, err) < 0 ||
+	    store_machine_get(c->d->store, req->machine, &m, err) < 0)
+		return -EINVAL;
+	c->target_id = arena_strdup(c->arena, m.id);
+	c->target_name = arena_strdup(c->arena, m.name);
+	if (!req->port)
+		return err_set(err, ERR_INVALID, "port", EINVAL, "a port rule is required");
+	if (port_from_msg(req->port, &p, err) < 0 || net_expose(c->d, &m, &p, err) < 0)
+		return -EIO;
+	return reply_machine(c, &m, ret);
+}
+
+static int
+machines_unexpose(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret,
+		  struct err *err)
+{
+	const Sistemo__V1__UnexposeRequest *req = (const void *)in;
+	struct machine_info m;
+
+	if (need_ref(req->machine, err) < 0 ||
+	    store_machine_get(c->d->store, req->machine, &m, err) < 0)
+		return -EINVAL;
+	c->target_id = arena_strdup(c->arena, m.id);
+	c->target_name = arena_strdup(c->arena, m.name);
+	if (net_unexpose(c->d, &m, req->host_port,
+			 req->protocol == SISTEMO__V1__PROTOCOL__PROTOCOL_UDP ? "udp" : "tcp",
+			 err) < 0)
+		return -EIO;
+	return reply_machine(c, &m, ret);
+}
+
+static int
+machines_set_policy(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret,
+		    struct err *err)
+{
+	const Sistemo__V1__SetPolicyRequest *req = (const void *)in;
+	const Sistemo__V1__MachinePolicy *p = req->policy;
+	struct machine_info m;
+
+	if (need_ref(req->machine, err) < 0 ||
+	    store_machine_get(c->d->store, req->machine, &m, err) < 0)
+		return -EINVAL;
+	c->target_id = arena_strdup(c->arena, m.id);
+	c->target_name = arena_strdup(c->arena, m.name);
+	struct net_policy pol = {
+		p ? mode_text(p->network_mode) : "bridge",
+		p ? join_list(c->arena, p->allow_from, p->n_allow_from) : "",
+		p ? join_list(c->arena, p->egress_allow, p->n_egress_allow) : "",
+	};
+	if (net_set_policy(c->d, &m, &pol, err) < 0 ||
+	    store_machine_get(c->d->store, m.id, &m, err) < 0)
+		return -EIO;
+	return reply_machine(c, &m, ret);
+}
+
 static const struct method machine_methods[] = {
 	{"Deploy", machines_deploy, METHOD_MUTATES, NULL},
 	{"List", machines_list, 0, NULL},
@@ -286,11 +461,11 @@ static const struct method machine_methods[] = {
 	{"ExecWrite", machines_exec_write, METHOD_BLOCKS, NULL},
 	{"ExecResize", machines_exec_resize, METHOD_BLOCKS, NULL},
 	{"ExecSignal", machines_exec_signal, METHOD_BLOCKS, NULL},
-	{"Expose", NULL, METHOD_MUTATES, LATER_NET},
-	{"Unexpose", NULL, METHOD_MUTATES, LATER_NET},
+	{"Expose", machines_expose, METHOD_MUTATES | METHOD_BLOCKS, NULL},
+	{"Unexpose", machines_unexpose, METHOD_MUTATES | METHOD_BLOCKS, NULL},
 	{"AttachVolume", NULL, METHOD_MUTATES, LATER_VOLUMES},
 	{"DetachVolume", NULL, METHOD_MUTATES, LATER_VOLUMES},
-	{"SetPolicy", NULL, METHOD_MUTATES, LATER_NET},
+	{"SetPolicy", machines_set_policy, METHOD_MUTATES | METHOD_BLOCKS, NULL},
 	{"Terminal", NULL, 0, LATER_DASHBOARD},
 };
 

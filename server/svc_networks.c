@@ -1,35 +1,103 @@
-/* Networks service. The default network (from config) and listing work now; named networks,
- * rules and tools arrive with networking. */
+/* Networks service: the adapter between the API messages and network.c. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <arpa/inet.h>
 
 #include "daemon.h"
 #include "dispatch.h"
 #include "macro.h"
+#include "network.h"
+#include "ssh.h"
 #include "store.h"
+#include "strbuf.h"
 #include "svc_convert.h"
 
-#define LATER_NET "networking (issue 4)"
-
 static Sistemo__V1__Network *
-default_network(struct call *c, struct err *err)
+net_to_msg(struct call *c, const struct net *n, struct err *err)
 {
-	Sistemo__V1__Network *n = arena_msg(c->arena, &sistemo__v1__network__descriptor);
-	char gw[64] = "";
-	unsigned count = 0;
+	Sistemo__V1__Network *o = arena_msg(c->arena, &sistemo__v1__network__descriptor);
+	char gw[16];
+	struct in_addr a = {.s_addr = htonl(n->gateway)};
 
-	if (store_network_machine_count(c->d->store, "default", &count, err) < 0)
+	if (store_network_machine_count(c->d->store, n->name, &o->machine_count, err) < 0)
 		return NULL;
-	subnet_gateway(c->d->cfg.bridge_subnet, gw, sizeof(gw));
-	n->name = "default";
-	n->subnet = c->d->cfg.bridge_subnet;
-	n->gateway = arena_strdup(c->arena, gw);
-	n->bridge = "sistemo0";
-	n->mode = SISTEMO__V1__NETWORK_MODE__NETWORK_MODE_BRIDGE;
-	n->machine_count = count;
-	n->created_unix_ms = c->d->started_ms;
-	n->is_default = true;
-	return n;
+	inet_ntop(AF_INET, &a, gw, sizeof(gw));
+	o->name = arena_strdup(c->arena, n->name);
+	o->subnet = arena_strdup(c->arena, n->subnet_text);
+	o->gateway = arena_strdup(c->arena, gw);
+	o->bridge = arena_strdup(c->arena, n->bridge);
+	o->mode = network_mode_from_text(n->mode);
+	o->created_unix_ms = n->created_ms;
+	o->is_default = n->is_default;
+	c->target_name = o->name;
+	return o;
+}
+
+static const char *
+mode_text(Sistemo__V1__NetworkMode m)
+{
+	switch (m) {
+	case SISTEMO__V1__NETWORK_MODE__NETWORK_MODE_ISOLATED:
+		return "isolated";
+	case SISTEMO__V1__NETWORK_MODE__NETWORK_MODE_NONE:
+		return "none";
+	default:
+		return "bridge";
+	}
+}
+
+static int
+reply_net(struct call *c, const struct net *n, ProtobufCMessage **ret, struct err *err)
+{
+	Sistemo__V1__Network *o = net_to_msg(c, n, err);
+
+	if (!o)
+		return -EIO;
+	*ret = &o->base;
+	return 0;
+}
+
+static int
+networks_create(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret, struct err *err)
+{
+	const Sistemo__V1__CreateNetworkRequest *req = (const void *)in;
+	struct net n;
+
+	c->target_name = arena_strdup(c->arena, req->name);
+	if (net_create(c->d, req->name, req->subnet, mode_text(req->mode), &n, err) < 0)
+		return -EIO;
+	return reply_net(c, &n, ret, err);
+}
+
+static int
+networks_delete(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret, struct err *err)
+{
+	const Sistemo__V1__NetworkRef *req = (const void *)in;
+	struct net n;
+	Sistemo__V1__Network *o;
+
+	c->target_name = arena_strdup(c->arena, req->name);
+	if (net_resolve(c->d, req->name, &n, err) < 0 || !(o = net_to_msg(c, &n, err)) ||
+	    net_delete(c->d, req->name, &n, err) < 0)
+		return -EIO;
+	o->machine_count = 0;
+	*ret = &o->base;
+	return 0;
+}
+
+static int
+networks_set_mode(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret,
+		  struct err *err)
+{
+	const Sistemo__V1__SetNetworkModeRequest *req = (const void *)in;
+	struct net n;
+
+	c->target_name = arena_strdup(c->arena, req->name);
+	if (net_set_mode(c->d, req->name, mode_text(req->mode), &n, err) < 0 ||
+	    net_apply(c->d, err) < 0)
+		return -EIO;
+	return reply_net(c, &n, ret, err);
 }
 
 struct list_ctx {
@@ -42,18 +110,12 @@ static int
 list_one(void *ud, const struct network_rec *r)
 {
 	struct list_ctx *x = ud;
-	struct arena *a = x->c->arena;
-	Sistemo__V1__Network *n = arena_msg(a, &sistemo__v1__network__descriptor);
-	char gw[64] = "";
+	struct net n;
+	Sistemo__V1__Network *o;
 
-	subnet_gateway(r->subnet, gw, sizeof(gw));
-	n->name = arena_strdup(a, r->name);
-	n->subnet = arena_strdup(a, r->subnet);
-	n->gateway = arena_strdup(a, gw);
-	n->bridge = arena_strdup(a, r->bridge);
-	n->mode = network_mode_from_text(r->mode);
-	n->created_unix_ms = r->created_ms;
-	arena_append(a, &x->out->networks, &x->out->n_networks, n);
+	if (net_resolve(x->c->d, r->name, &n, x->err) < 0 || !(o = net_to_msg(x->c, &n, x->err)))
+		return -EIO;
+	arena_append(x->c->arena, &x->out->networks, &x->out->n_networks, o);
 	return 0;
 }
 
@@ -63,18 +125,79 @@ networks_list(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret
 	Sistemo__V1__ListNetworksReply *out =
 		arena_msg(c->arena, &sistemo__v1__list_networks_reply__descriptor);
 	struct list_ctx x = {c, out, err};
-	Sistemo__V1__Network *def = default_network(c, err);
+	struct net def;
+	Sistemo__V1__Network *o;
 
 	(void)in;
-	if (!def)
+	net_resolve(c->d, "default", &def, NULL);
+	if (!(o = net_to_msg(c, &def, err)))
 		return -EIO;
-	arena_append(c->arena, &out->networks, &out->n_networks, def);
+	arena_append(c->arena, &out->networks, &out->n_networks, o);
 	if (store_network_list(c->d->store, list_one, &x, err) < 0)
 		return -EIO;
-	for (size_t i = 1; i < out->n_networks; i++)
-		if (store_network_machine_count(c->d->store, out->networks[i]->name,
-						&out->networks[i]->machine_count, err) < 0)
-			return -EIO;
+	c->target_name = NULL;
+	*ret = &out->base;
+	return 0;
+}
+
+/* ---- ports -------------------------------------------------------------------------------- */
+
+static Sistemo__V1__PortRule *
+port_msg(struct arena *a, const struct port_rec *p)
+{
+	Sistemo__V1__PortRule *o = arena_msg(a, &sistemo__v1__port_rule__descriptor);
+
+	o->host_ip = arena_strdup(a, p->host_ip);
+	o->host_port = p->host_port;
+	o->machine_port = p->machine_port;
+	o->protocol = streq(p->protocol, "udp") ? SISTEMO__V1__PROTOCOL__PROTOCOL_UDP
+						: SISTEMO__V1__PROTOCOL__PROTOCOL_TCP;
+	return o;
+}
+
+struct ports_ctx {
+	struct arena *a;
+	Sistemo__V1__PortsReply *out;
+	Sistemo__V1__NetworkDetail *detail;
+};
+
+static int
+ports_one(void *ud, const struct port_rec *p)
+{
+	struct ports_ctx *x = ud;
+
+	if (x->detail) {
+		for (size_t i = 0; i < x->detail->n_members; i++) {
+			Sistemo__V1__NetworkMember *m = x->detail->members[i];
+			if (streq(m->machine_id, p->machine_id))
+				arena_append(x->a, &m->ports, &m->n_ports, port_msg(x->a, p));
+		}
+		return 0;
+	}
+	Sistemo__V1__ExposedPort *o = arena_msg(x->a, &sistemo__v1__exposed_port__descriptor);
+	o->machine = arena_strdup(x->a, p->machine);
+	o->machine_id = arena_strdup(x->a, p->machine_id);
+	o->network = arena_strdup(x->a, p->network);
+	o->machine_ip = arena_strdup(x->a, p->machine_ip);
+	o->port = port_msg(x->a, p);
+	o->active = streq(p->state, "running");
+	arena_append(x->a, &x->out->ports, &x->out->n_ports, o);
+	return 0;
+}
+
+static int
+networks_ports(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret, struct err *err)
+{
+	const Sistemo__V1__PortsRequest *req = (const void *)in;
+	Sistemo__V1__PortsReply *out = arena_msg(c->arena, &sistemo__v1__ports_reply__descriptor);
+	struct ports_ctx x = {c->arena, out, NULL};
+	struct net n;
+
+	if (*req->network && net_resolve(c->d, req->network, &n, err) < 0)
+		return -EIO;
+	if (store_port_list(c->d->store, NULL, *req->network ? n.name : NULL, ports_one, &x, err) <
+	    0)
+		return -EIO;
 	*ret = &out->base;
 	return 0;
 }
@@ -104,37 +227,109 @@ networks_inspect(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **
 		 struct err *err)
 {
 	const Sistemo__V1__NetworkRef *req = (const void *)in;
-	ProtobufCMessage *list = NULL;
 	Sistemo__V1__NetworkDetail *out =
 		arena_msg(c->arena, &sistemo__v1__network_detail__descriptor);
 	struct member_ctx x = {c->arena, out};
+	struct ports_ctx px = {c->arena, NULL, out};
+	struct net n;
 
-	if (networks_list(c, in, &list, err) < 0)
+	if (net_resolve(c->d, req->name, &n, err) < 0 || !(out->network = net_to_msg(c, &n, err)))
 		return -EIO;
-	Sistemo__V1__ListNetworksReply *all = (void *)list;
-	for (size_t i = 0; i < all->n_networks && !out->network; i++)
-		if (streq(all->networks[i]->name, req->name) ||
-		    streq(all->networks[i]->bridge, req->name))
-			out->network = all->networks[i];
-	if (!out->network)
-		return err_set(err, ERR_NOT_FOUND, "name", ENOENT,
-			       "network '%s' not found (sistemo network list shows them)",
-			       req->name);
-	if (store_machine_list(c->d->store, out->network->name, member_one, &x, err) < 0)
+	if (store_machine_list(c->d->store, n.name, member_one, &x, err) < 0 ||
+	    store_port_list(c->d->store, NULL, n.name, ports_one, &px, err) < 0)
 		return -EIO;
+	c->target_name = NULL;
+	*ret = &out->base;
+	return 0;
+}
+
+static int
+networks_rules(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret, struct err *err)
+{
+	Sistemo__V1__RulesReply *out = arena_msg(c->arena, &sistemo__v1__rules_reply__descriptor);
+	struct strbuf sb = {0};
+
+	(void)in;
+	if (net_rules_text(c->d, &sb, err) < 0) {
+		strbuf_free(&sb);
+		return -EIO;
+	}
+	out->text = arena_strdup(c->arena, sb.len ? sb.data : "");
+	strbuf_free(&sb);
+	*ret = &out->base;
+	return 0;
+}
+
+/* ---- ping --------------------------------------------------------------------------------- */
+
+/* busybox and iputils both print "N packets transmitted, M (packets )?received" and
+ * "min/avg/max(/mdev)? = a/b/c". */
+static void
+ping_parse(const char *text, Sistemo__V1__PingReply *o)
+{
+	const char *p = strstr(text, "packets transmitted");
+	const char *eq = strstr(text, "min/avg/max");
+
+	if (p) {
+		const char *line = p;
+		while (line > text && line[-1] != '\n')
+			line--;
+		sscanf(line, "%u packets transmitted, %u", &o->sent, &o->received);
+	}
+	if (eq && (eq = strchr(eq, '=')))
+		sscanf(eq + 1, " %lf/%lf/%lf", &o->rtt_min_ms, &o->rtt_avg_ms, &o->rtt_max_ms);
+	o->reachable = o->received > 0;
+}
+
+static int
+networks_ping(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret, struct err *err)
+{
+	const Sistemo__V1__PingRequest *req = (const void *)in;
+	Sistemo__V1__PingReply *out = arena_msg(c->arena, &sistemo__v1__ping_reply__descriptor);
+	struct machine_info *from = arena_alloc(c->arena, sizeof(*from));
+	struct machine_info *to = arena_alloc(c->arena, sizeof(*to));
+	unsigned count = req->count ? req->count : 3;
+	struct strbuf cmd = {0}, output = {0};
+	int code = 0, r;
+
+	if (count > 20)
+		return err_set(err, ERR_INVALID, "count", EINVAL, "count %u: at most 20", count);
+	if (store_machine_get(c->d->store, req->from, from, err) < 0)
+		return -EIO;
+	if (!streq(from->state, "running"))
+		return err_set(err, ERR_PRECONDITION, "from", EBUSY,
+			       "machine '%s' is %s: ping runs inside it", from->name, from->state);
+	const char *target = req->to;
+	if (store_machine_get(c->d->store, req->to, to, NULL) == 0)
+		target = to->ip;
+	c->target_id = arena_strdup(c->arena, from->id);
+	c->target_name = arena_strdup(c->arena, from->name);
+	strbuf_printf(&cmd, "ping -c %u -W 1 ", count);
+	ssh_shell_quote(&cmd, target);
+	struct ssh_target t = {from->ip, 22, "root", c->d->ssh_dir, 30000};
+	r = ssh_run(&t, cmd.data, 30000 + count * 2000, &output, NULL, &code, err);
+	strbuf_free(&cmd);
+	if (r < 0) {
+		strbuf_free(&output);
+		return err_wrap(err, "ping from '%s'", from->name);
+	}
+	out->output = arena_strdup(c->arena, output.len ? output.data : "");
+	strbuf_free(&output);
+	out->sent = count;
+	ping_parse(out->output, out);
 	*ret = &out->base;
 	return 0;
 }
 
 static const struct method network_methods[] = {
-	{"Create", NULL, METHOD_MUTATES, LATER_NET},
+	{"Create", networks_create, METHOD_MUTATES | METHOD_BLOCKS, NULL},
 	{"List", networks_list, 0, NULL},
 	{"Inspect", networks_inspect, 0, NULL},
-	{"Delete", NULL, METHOD_MUTATES, LATER_NET},
-	{"SetMode", NULL, METHOD_MUTATES, LATER_NET},
-	{"Rules", NULL, 0, LATER_NET},
-	{"Ports", NULL, 0, LATER_NET},
-	{"Ping", NULL, METHOD_BLOCKS, LATER_NET},
+	{"Delete", networks_delete, METHOD_MUTATES | METHOD_BLOCKS, NULL},
+	{"SetMode", networks_set_mode, METHOD_MUTATES | METHOD_BLOCKS, NULL},
+	{"Rules", networks_rules, METHOD_BLOCKS, NULL},
+	{"Ports", networks_ports, 0, NULL},
+	{"Ping", networks_ping, METHOD_BLOCKS, NULL},
 };
 
 const struct service service_networks =

@@ -82,28 +82,28 @@ expect_in "$ERR" "machine 'nope' not found" "not found message"
 ok "machine list, network list and not-found"
 
 # --- later capabilities answer UNIMPLEMENTED and are audited ---------------------------
-run sistemo machine unexpose web --port 80
-expect_rc 9 "unexpose (not yet)"
-expect_in "$ERR" "it comes with networking" "unimplemented names the capability"
+run sistemo machine volume attach web data
+expect_rc 9 "volume attach (not yet)"
+expect_in "$ERR" "it comes with volumes and images" "unimplemented names the capability"
 run sistemo machine deploy tiny --memory 12X
 expect_rc 2 "bad size"
 expect_in "$ERR" "'12X'" "bad size named"
-run sistemo network create backend
-expect_rc 9 "network create (not yet)"
+run sistemo volume create 1G --name data
+expect_rc 9 "volume create (not yet)"
 
 # --- history: every mutating call audited with the caller ------------------------------
 run sistemo history -o json
 expect_rc 0 "history"
-expect_eq "$(jq -r '.entries[0].action' <<<"$OUT")" network.create "newest first"
-expect_eq "$(jq -r '.entries[1].action' <<<"$OUT")" machine.unexpose "unexpose audited"
+expect_eq "$(jq -r '.entries[0].action' <<<"$OUT")" volume.create "newest first"
+expect_eq "$(jq -r '.entries[1].action' <<<"$OUT")" machine.attach_volume "attach audited"
 expect_eq "$(jq -r '.entries[1].actor' <<<"$OUT")" uid:0 "actor is the peer uid"
 expect_eq "$(jq -r '.entries[1].target_name' <<<"$OUT")" web "target"
 expect_eq "$(jq -r '.entries[1].success' <<<"$OUT")" false "outcome"
-expect_eq "$(db "SELECT count(*) FROM audit WHERE action='machine.unexpose' AND success=0")" 1 "audit row in the database"
+expect_eq "$(db "SELECT count(*) FROM audit WHERE action='machine.attach_volume' AND success=0")" 1 "audit row in the database"
 expect_eq "$(db "PRAGMA journal_mode")" wal "database in WAL mode"
 expect_eq "$(db "PRAGMA user_version")" "$(jq -r .schema_version <<<"$(sistemo system info -o json)")" "schema version"
-run sistemo history --action machine.unexpose
-expect_in "$OUT" "machine.unexpose" "history filter"
+run sistemo history --action machine.attach_volume
+expect_in "$OUT" "machine.attach_volume" "history filter"
 ok "mutating calls audited (who, what, target, outcome) and read back from SQLite"
 
 # --- completion -------------------------------------------------------------------------
