@@ -188,7 +188,11 @@ cmdline_for(struct daemon *d, const struct machine_info *m, char *buf, size_t si
 
 	if (net_resolve(d, m->network, &net, err) < 0)
 		return -ENOENT;
-	net_boot_arg(&net, m->ip, m->name, ip, sizeof(ip));
+	/* without a NIC (mode none) there is no ip=: the inits then leave the network alone */
+	if (net_machine_has_nic(d, m))
+		net_boot_arg(&net, m->ip, m->name, ip, sizeof(ip));
+	else
+		ip[0] = '\0';
 	n = snprintf(buf, size,
 		     "console=ttyS0 reboot=k panic=-1 root=/dev/vda rw rootfstype=ext4 "
 		     "net.ifnames=0 %s init=/sbin/sistemo-init sistemo.name=%s",
