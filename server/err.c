@@ -40,6 +40,50 @@ err_wrap(struct err *err, const char *fmt, ...)
 	return -EIO;
 }
 
+enum err_code
+err_code_for_errno(int errnum)
+{
+	switch (errnum) {
+	case EEXIST:
+	case EBUSY:
+		return ERR_EXISTS;
+	case ENOENT:
+	case ENODEV:
+		return ERR_NOT_FOUND;
+	case EPERM:
+	case EACCES:
+		return ERR_PERMISSION;
+	case ENOMEM:
+	case ENOBUFS:
+	case ENOSPC:
+	case E2BIG:
+	case EMFILE:
+	case ENFILE:
+		return ERR_EXHAUSTED;
+	case EOPNOTSUPP:
+	case EAFNOSUPPORT:
+	case EPROTONOSUPPORT:
+		return ERR_UNAVAILABLE;
+	case ETIMEDOUT:
+		return ERR_DEADLINE;
+	default:
+		return ERR_INTERNAL;
+	}
+}
+
+int
+err_errno(struct err *err, int r, const char *fmt, ...)
+{
+	char what[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	err_set(err, err_code_for_errno(-r), NULL, -r, "%s: %s", what, strerror(-r));
+	return r;
+}
+
 void
 err_clear(struct err *err)
 {

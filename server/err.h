@@ -35,6 +35,15 @@ int err_set(struct err *err, enum err_code code, const char *field, int errno_hi
 /* Prefixes the message with "context: " (context formatted); returns -EIO for chaining. */
 int err_wrap(struct err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The code for an errno: EEXIST/EBUSY exists, ENOENT/ENODEV not found, EPERM/EACCES permission,
+ * ENOMEM/ENOBUFS/ENOSPC/E2BIG/EMFILE/ENFILE exhausted, EOPNOTSUPP and kin unavailable,
+ * ETIMEDOUT deadline, anything else internal. */
+enum err_code err_code_for_errno(int errnum);
+
+/* Sets "<what>: <strerror(-r)>" (what formatted) with the code for -r, and returns r (a
+ * negative errno). */
+int err_errno(struct err *err, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Clears an error for reuse. */
 void err_clear(struct err *err);
 

@@ -59,44 +59,8 @@ DEFINE_CLEANUP(dir, DIR, closedir)
 
 /* ---- errors ------------------------------------------------------------------------------- */
 
-static enum err_code
-code_for(int errnum)
-{
-	switch (errnum) {
-	case EEXIST:
-		return ERR_EXISTS;
-	case ENOENT:
-	case ENODEV:
-		return ERR_NOT_FOUND;
-	case EPERM:
-	case EACCES:
-		return ERR_PERMISSION;
-	case ENOMEM:
-	case ENOBUFS:
-	case ENOSPC:
-	case EMFILE:
-	case ENFILE:
-		return ERR_EXHAUSTED;
-	default:
-		return ERR_INTERNAL;
-	}
-}
-
 /* Sets "<what>: <strerror>" from a negative errno and returns it. */
-static int fail(struct err *err, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int
-fail(struct err *err, int r, const char *fmt, ...)
-{
-	char what[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(what, sizeof(what), fmt, ap);
-	va_end(ap);
-	err_set(err, code_for(-r), NULL, -r, "%s: %s", what, strerror(-r));
-	return r;
-}
+#define fail(err, r, ...) err_errno((err), (r), __VA_ARGS__)
 
 static bool
 is_missing(int r)

@@ -93,51 +93,8 @@ DEFINE_CLEANUP(nftctx, struct nft_ctx, nftctx_free)
 
 /* ---- errors: the kernel's errno and libmnl's end here ----------------------------------- */
 
-static enum err_code
-code_for(int errnum)
-{
-	switch (errnum) {
-	case EEXIST:
-	case EBUSY:
-		return ERR_EXISTS;
-	case ENOENT:
-		return ERR_NOT_FOUND;
-	case EPERM:
-	case EACCES:
-		return ERR_PERMISSION;
-	case ENOMEM:
-	case ENOBUFS:
-	case ENOSPC:
-	case E2BIG:
-	case EMFILE:
-	case ENFILE:
-		return ERR_EXHAUSTED;
-	case EOPNOTSUPP:
-	case EAFNOSUPPORT:
-	case EPROTONOSUPPORT:
-		return ERR_UNAVAILABLE;
-	case ETIMEDOUT:
-		return ERR_DEADLINE;
-	default:
-		return ERR_INTERNAL;
-	}
-}
-
 /* Sets "nftables: <what>: <strerror>" from a negative errno and returns it. */
-static int fail(struct err *err, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int
-fail(struct err *err, int r, const char *fmt, ...)
-{
-	char what[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(what, sizeof(what), fmt, ap);
-	va_end(ap);
-	err_set(err, code_for(-r), NULL, -r, "nftables: %s: %s", what, strerror(-r));
-	return r;
-}
+#define fail(err, r, ...) err_errno((err), (r), "nftables: " __VA_ARGS__)
 
 /* ---- the batch: one buffer of messages, sent once, every message acknowledged ----------- */
 

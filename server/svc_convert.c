@@ -59,6 +59,32 @@ join_list(struct arena *a, char *const *items, size_t n)
 	return out;
 }
 
+const char *
+network_mode_text(Sistemo__V1__NetworkMode m)
+{
+	switch (m) {
+	case SISTEMO__V1__NETWORK_MODE__NETWORK_MODE_ISOLATED:
+		return "isolated";
+	case SISTEMO__V1__NETWORK_MODE__NETWORK_MODE_NONE:
+		return "none";
+	default:
+		return "bridge";
+	}
+}
+
+Sistemo__V1__PortRule *
+port_rule_to_msg(struct arena *a, const struct port_rec *p)
+{
+	Sistemo__V1__PortRule *o = arena_msg(a, &sistemo__v1__port_rule__descriptor);
+
+	o->host_ip = arena_strdup(a, p->host_ip);
+	o->host_port = p->host_port;
+	o->machine_port = p->machine_port;
+	o->protocol = streq(p->protocol, "udp") ? SISTEMO__V1__PROTOCOL__PROTOCOL_UDP
+						: SISTEMO__V1__PROTOCOL__PROTOCOL_TCP;
+	return o;
+}
+
 Sistemo__V1__Machine *
 machine_to_msg(struct arena *a, const struct machine_rec *m)
 {

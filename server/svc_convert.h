@@ -13,6 +13,12 @@ Sistemo__V1__MachineState machine_state_from_text(const char *s);
 /* "bridge" -> NETWORK_MODE_BRIDGE. */
 Sistemo__V1__NetworkMode network_mode_from_text(const char *s);
 
+/* NETWORK_MODE_ISOLATED -> "isolated" (what SQLite keeps). */
+const char *network_mode_text(Sistemo__V1__NetworkMode m);
+
+/* An exposed port as the API shows it. */
+Sistemo__V1__PortRule *port_rule_to_msg(struct arena *a, const struct port_rec *p);
+
 Sistemo__V1__Machine *machine_to_msg(struct arena *a, const struct machine_rec *m);
 
 /* The same from an owned copy. */

@@ -37,14 +37,8 @@ static int
 port_one(void *ud, const struct port_rec *p)
 {
 	struct ports_ctx *x = ud;
-	Sistemo__V1__PortRule *o = arena_msg(x->a, &sistemo__v1__port_rule__descriptor);
 
-	o->host_ip = arena_strdup(x->a, p->host_ip);
-	o->host_port = p->host_port;
-	o->machine_port = p->machine_port;
-	o->protocol = streq(p->protocol, "udp") ? SISTEMO__V1__PROTOCOL__PROTOCOL_UDP
-						: SISTEMO__V1__PROTOCOL__PROTOCOL_TCP;
-	arena_append(x->a, &x->msg->ports, &x->msg->n_ports, o);
+	arena_append(x->a, &x->msg->ports, &x->msg->n_ports, port_rule_to_msg(x->a, p));
 	return 0;
 }
 
@@ -206,19 +200,6 @@ start_job(struct call *c, struct job *j, const char *kind, const char *target,
 	return 0;
 }
 
-static const char *
-mode_text(Sistemo__V1__NetworkMode m)
-{
-	switch (m) {
-	case SISTEMO__V1__NETWORK_MODE__NETWORK_MODE_ISOLATED:
-		return "isolated";
-	case SISTEMO__V1__NETWORK_MODE__NETWORK_MODE_NONE:
-		return "none";
-	default:
-		return "bridge";
-	}
-}
-
 static int
 port_from_msg(const Sistemo__V1__PortRule *p, struct net_port *ret, struct err *err)
 {
@@ -273,7 +254,7 @@ deploy_network(struct call *c, const Sistemo__V1__DeployRequest *req, struct job
 					       j->ports[i].host_port, j->ports[i].protocol);
 	}
 	j->n_ports = req->n_ports;
-	snprintf(j->mode, sizeof(j->mode), "%s", p ? mode_text(p->network_mode) : "bridge");
+	snprintf(j->mode, sizeof(j->mode), "%s", p ? network_mode_text(p->network_mode) : "bridge");
 	if (p) {
 		snprintf(j->allow_from, sizeof(j->allow_from), "%s",
 			 join_list(c->arena, p->allow_from, p->n_allow_from));
@@ -385,6 +366,17 @@ machines_delete(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **r
 	return 0;
 }
 
+/* The machine a call acts on, named in the call's audit entry. */
+static int
+target_machine(struct call *c, const char *ref, struct machine_info *m, struct err *err)
+{
+	if (need_ref(ref, err) < 0 || store_machine_get(c->d->store, ref, m, err) < 0)
+		return -EINVAL;
+	c->target_id = arena_strdup(c->arena, m->id);
+	c->target_name = arena_strdup(c->arena, m->name);
+	return 0;
+}
+
 static int
 machines_expose(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret, struct err *err)
 {
@@ -392,11 +384,8 @@ machines_expose(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **r
 	struct machine_info m;
 	struct net_port p;
 
-	if (need_ref(req->machine, err) < 0 ||
-	    store_machine_get(c->d->store, req->machine, &m, err) < 0)
+	if (target_machine(c, req->machine, &m, err) < 0)
 		return -EINVAL;
-	c->target_id = arena_strdup(c->arena, m.id);
-	c->target_name = arena_strdup(c->arena, m.name);
 	if (!req->port)
 		return err_set(err, ERR_INVALID, "port", EINVAL, "a port rule is required");
 	if (port_from_msg(req->port, &p, err) < 0 || net_expose(c->d, &m, &p, err) < 0)
@@ -411,11 +400,8 @@ machines_unexpose(struct call *c, const ProtobufCMessage *in, ProtobufCMessage *
 	const Sistemo__V1__UnexposeRequest *req = (const void *)in;
 	struct machine_info m;
 
-	if (need_ref(req->machine, err) < 0 ||
-	    store_machine_get(c->d->store, req->machine, &m, err) < 0)
+	if (target_machine(c, req->machine, &m, err) < 0)
 		return -EINVAL;
-	c->target_id = arena_strdup(c->arena, m.id);
-	c->target_name = arena_strdup(c->arena, m.name);
 	if (net_unexpose(c->d, &m, req->host_port,
 			 req->protocol == SISTEMO__V1__PROTOCOL__PROTOCOL_UDP ? "udp" : "tcp",
 			 err) < 0)
@@ -431,13 +417,10 @@ machines_set_policy(struct call *c, const ProtobufCMessage *in, ProtobufCMessage
 	const Sistemo__V1__MachinePolicy *p = req->policy;
 	struct machine_info m;
 
-	if (need_ref(req->machine, err) < 0 ||
-	    store_machine_get(c->d->store, req->machine, &m, err) < 0)
+	if (target_machine(c, req->machine, &m, err) < 0)
 		return -EINVAL;
-	c->target_id = arena_strdup(c->arena, m.id);
-	c->target_name = arena_strdup(c->arena, m.name);
 	struct net_policy pol = {
-		p ? mode_text(p->network_mode) : "bridge",
+		p ? network_mode_text(p->network_mode) : "bridge",
 		p ? join_list(c->arena, p->allow_from, p->n_allow_from) : "",
 		p ? join_list(c->arena, p->egress_allow, p->n_egress_allow) : "",
 	};

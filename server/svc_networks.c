@@ -34,19 +34,6 @@ net_to_msg(struct call *c, const struct net *n, struct err *err)
 	return o;
 }
 
-static const char *
-mode_text(Sistemo__V1__NetworkMode m)
-{
-	switch (m) {
-	case SISTEMO__V1__NETWORK_MODE__NETWORK_MODE_ISOLATED:
-		return "isolated";
-	case SISTEMO__V1__NETWORK_MODE__NETWORK_MODE_NONE:
-		return "none";
-	default:
-		return "bridge";
-	}
-}
-
 static int
 reply_net(struct call *c, const struct net *n, ProtobufCMessage **ret, struct err *err)
 {
@@ -65,7 +52,7 @@ networks_create(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **r
 	struct net n;
 
 	c->target_name = arena_strdup(c->arena, req->name);
-	if (net_create(c->d, req->name, req->subnet, mode_text(req->mode), &n, err) < 0)
+	if (net_create(c->d, req->name, req->subnet, network_mode_text(req->mode), &n, err) < 0)
 		return -EIO;
 	return reply_net(c, &n, ret, err);
 }
@@ -94,7 +81,7 @@ networks_set_mode(struct call *c, const ProtobufCMessage *in, ProtobufCMessage *
 	struct net n;
 
 	c->target_name = arena_strdup(c->arena, req->name);
-	if (net_set_mode(c->d, req->name, mode_text(req->mode), &n, err) < 0 ||
+	if (net_set_mode(c->d, req->name, network_mode_text(req->mode), &n, err) < 0 ||
 	    net_apply(c->d, err) < 0)
 		return -EIO;
 	return reply_net(c, &n, ret, err);
@@ -142,19 +129,6 @@ networks_list(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret
 
 /* ---- ports -------------------------------------------------------------------------------- */
 
-static Sistemo__V1__PortRule *
-port_msg(struct arena *a, const struct port_rec *p)
-{
-	Sistemo__V1__PortRule *o = arena_msg(a, &sistemo__v1__port_rule__descriptor);
-
-	o->host_ip = arena_strdup(a, p->host_ip);
-	o->host_port = p->host_port;
-	o->machine_port = p->machine_port;
-	o->protocol = streq(p->protocol, "udp") ? SISTEMO__V1__PROTOCOL__PROTOCOL_UDP
-						: SISTEMO__V1__PROTOCOL__PROTOCOL_TCP;
-	return o;
-}
-
 struct ports_ctx {
 	struct arena *a;
 	Sistemo__V1__PortsReply *out;
@@ -170,7 +144,8 @@ ports_one(void *ud, const struct port_rec *p)
 		for (size_t i = 0; i < x->detail->n_members; i++) {
 			Sistemo__V1__NetworkMember *m = x->detail->members[i];
 			if (streq(m->machine_id, p->machine_id))
-				arena_append(x->a, &m->ports, &m->n_ports, port_msg(x->a, p));
+				arena_append(x->a, &m->ports, &m->n_ports,
+					     port_rule_to_msg(x->a, p));
 		}
 		return 0;
 	}
@@ -179,7 +154,7 @@ ports_one(void *ud, const struct port_rec *p)
 	o->machine_id = arena_strdup(x->a, p->machine_id);
 	o->network = arena_strdup(x->a, p->network);
 	o->machine_ip = arena_strdup(x->a, p->machine_ip);
-	o->port = port_msg(x->a, p);
+	o->port = port_rule_to_msg(x->a, p);
 	o->active = streq(p->state, "running");
 	arena_append(x->a, &x->out->ports, &x->out->n_ports, o);
 	return 0;
