@@ -52,7 +52,7 @@ static void
 inspect_text(struct cli *cli, const ProtobufCMessage *m)
 {
 	const Sistemo__V1__NetworkDetail *d = (const void *)m;
-	static const char *const headers[] = {"MACHINE", "STATUS", "IP", "DNS NAME", NULL};
+	static const char *const headers[] = {"MACHINE", "STATUS", "IP", "DNS NAME", "PORTS", NULL};
 	struct table *t = table_new(headers);
 
 	(void)cli;
@@ -64,9 +64,17 @@ inspect_text(struct cli *cli, const ProtobufCMessage *m)
 	printf("\n");
 	for (size_t i = 0; i < d->n_members; i++) {
 		const Sistemo__V1__NetworkMember *x = d->members[i];
+		char ports[256] = "";
+		size_t len = 0;
+		for (size_t k = 0; k < x->n_ports && len < sizeof(ports); k++)
+			len += (size_t)snprintf(ports + len, sizeof(ports) - len, "%s%u→%u/%s",
+						k ? ", " : "", x->ports[k]->host_port,
+						x->ports[k]->machine_port,
+						output_enum(&sistemo__v1__protocol__descriptor,
+							    x->ports[k]->protocol));
 		const char *cells[] = {
 			x->machine, output_enum(&sistemo__v1__machine_state__descriptor, x->state),
-			x->ip, x->dns_name};
+			x->ip, x->dns_name, ports};
 		table_add(t, cells);
 	}
 	table_print(t, stdout, "no machines on this network");
