@@ -758,6 +758,7 @@ model_build(struct daemon *d, struct model_buf *b, struct err *err)
 		.n_ports = b->ports.n,
 		.guarded_ports = b->guarded,
 		.n_guarded = g,
+		.allow_smtp = !d->cfg.block_smtp,
 	};
 	return 0;
 }

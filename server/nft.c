@@ -1604,15 +1604,18 @@ inet_forward(struct build *bd, const struct nft_model *m)
 	m_ct_bits(&rb, NFT_CT_STATUS, IPS_DST_NAT);
 	a_mark_accept(&rb);
 	rb_end(&rb, "forward", NULL);
-	rb_start(&rb, bd);
-	m_ifname_in(&rb, NFT_META_IIFNAME, "bridges", false);
-	m_ifname_in(&rb, NFT_META_OIFNAME, "bridges", true);
-	m_l4proto(&rb, IPPROTO_TCP);
-	x_payload(&rb, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, REG_A);
-	x_lookup(&rb, REG_A, "__set%d",
-		 anon_set(bd, TYPE_INET_SERVICE, 2, SMTP_PORTS, ARRAY_SIZE(SMTP_PORTS)), 0, false);
-	x_verdict(&rb, NF_DROP, NULL);
-	rb_end(&rb, "forward", NULL);
+	if (!m->allow_smtp) {
+		rb_start(&rb, bd);
+		m_ifname_in(&rb, NFT_META_IIFNAME, "bridges", false);
+		m_ifname_in(&rb, NFT_META_OIFNAME, "bridges", true);
+		m_l4proto(&rb, IPPROTO_TCP);
+		x_payload(&rb, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, REG_A);
+		x_lookup(&rb, REG_A, "__set%d",
+			 anon_set(bd, TYPE_INET_SERVICE, 2, SMTP_PORTS, ARRAY_SIZE(SMTP_PORTS)), 0,
+			 false);
+		x_verdict(&rb, NF_DROP, NULL);
+		rb_end(&rb, "forward", NULL);
+	}
 	for (size_t i = 0; i < m->n_machines; i++)
 		forward_allow_from(bd, &m->machines[i]);
 	rb_start(&rb, bd);

@@ -31,6 +31,7 @@
  * chains before it writes its batch, and a port added while it runs could be lost. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -102,6 +103,7 @@ struct nft_model {
 	size_t n_ports;
 	const uint16_t *guarded_ports; /* daemon ports guests must not reach (7777, 7778) */
 	size_t n_guarded;
+	bool allow_smtp; /* config block_smtp: false; the SMTP drop rule is left out */
 };
 
 /* Replaces both our tables with the model's ruleset and brings the compat rules in foreign
