@@ -54,9 +54,11 @@ kill_vmms() {
 	for p in $(pgrep -f "$SISTEMO_DATA_DIR/vms/" || true); do kill -9 "$p" 2>/dev/null || true; done
 	for id in $(ls "$SISTEMO_DATA_DIR/vms" 2>/dev/null); do
 		for p in /sys/fs/cgroup/*/sistemo/"$id" /sys/fs/cgroup/sistemo/"$id"; do
-			[ -d "$p" ] && for _ in 1 2 3 4 5; do rmdir "$p" 2>/dev/null && break; sleep 0.2; done
+			[ -d "$p" ] || continue
+			for _ in 1 2 3 4 5; do rmdir "$p" 2>/dev/null && break; sleep 0.2; done
 		done
 	done
+	return 0
 }
 
 cleanup() {
