@@ -367,11 +367,11 @@ net_delete(struct daemon *d, const char *name, struct net *ret, struct err *err)
 		return err_set(err, ERR_PRECONDITION, "name", EBUSY,
 			       "network '%s' is used by %u machine%s: delete them first", ret->name,
 			       count, count == 1 ? "" : "s");
-	if (d->dns)
-		dns_server_unlisten(d->dns, ret->gateway);
 	/* the bridge first: when that fails, nothing has changed */
 	if ((r = netns_bridge_delete(ret->bridge, err)) < 0)
 		return err_wrap(err, "network '%s'", ret->name);
+	if (d->dns)
+		dns_server_unlisten(d->dns, ret->gateway);
 	if ((r = store_network_delete(d->store, ret->name, err)) < 0)
 		return r;
 	if ((r = net_apply(d, err)) < 0)
