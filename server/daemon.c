@@ -13,6 +13,8 @@
 
 #include "dispatch.h"
 #include "exec.h"
+#include "image.h"
+#include "image_fetch.h"
 #include "log.h"
 #include "machine.h"
 #include "network.h"
@@ -209,6 +211,9 @@ daemon_start(struct daemon *d, const struct daemon_options *o, struct err *err)
 		return r;
 	if ((r = store_open(d->paths.db, &d->store, err)) < 0)
 		return r;
+	/* before any thread: libcurl's global set-up */
+	if ((r = image_fetch_init(err)) < 0 || (r = image_store_init(d, err)) < 0)
+		return err_wrap(err, "image store");
 	host_probe_vmms(d->paths.data_dir, d->cfg.vmm, d->vmms);
 	if ((r = start_host(d, err)) < 0 || (r = start_machines(d, err)) < 0)
 		return r;

@@ -93,3 +93,8 @@ int kit_rootfs_clone(const char *image, const char *dest, uint64_t size_mb, stru
  * links on the way to /sbin or /etc/systemd (merged /usr) are followed, inside the image.
  * Idempotent. */
 int kit_rootfs_inject(const char *rootfs, const char *public_key, struct err *err);
+
+/* Writes script as /etc/sistemo/entrypoint (0755, root) into the ext4 file rootfs the same
+ * way (debugfs, no mount): the image's OCI command, which /sbin/sistemo-init runs once the
+ * machine is ready (docs/images.md). A link or file at /etc/sistemo is replaced. */
+int kit_rootfs_inject_entrypoint(const char *rootfs, const char *script, struct err *err);

@@ -286,6 +286,7 @@ static const int dropped_caps[] = {
 
 struct bootstrap {
 	const char *argv[16]; /* argv[0]: an absolute path */
+	char include[8192];   /* --include=... */
 	char *env[16];
 	int out; /* write end of the output pipe: debootstrap's stdout and stderr */
 };
@@ -444,9 +445,27 @@ bootstrap_reap(pid_t pid, bool late, int *ret_status)
 	return 0;
 }
 
+/* --include=INCLUDE,<extra packages> */
 static int
-bootstrap_argv(struct bootstrap *b, const char *tree, const char *mirror, char *prog, size_t size,
-	       struct err *err)
+bootstrap_include(struct bootstrap *b, const struct kit_debian_opts *o, struct err *err)
+{
+	size_t n = (size_t)snprintf(b->include, sizeof(b->include), "--include=" INCLUDE);
+
+	for (size_t i = 0; i < o->n_packages; i++) {
+		if (strspn(o->packages[i], "abcdefghijklmnopqrstuvwxyz0123456789+-.") !=
+			    strlen(o->packages[i]) ||
+		    n + strlen(o->packages[i]) + 2 > sizeof(b->include))
+			return err_set(err, ERR_INVALID, "packages", EINVAL,
+				       "invalid package name '%.100s'", o->packages[i]);
+		n += (size_t)snprintf(b->include + n, sizeof(b->include) - n, ",%s",
+				      o->packages[i]);
+	}
+	return 0;
+}
+
+static int
+bootstrap_argv(struct bootstrap *b, const char *tree, const char *mirror,
+	       const struct kit_debian_opts *o, char *prog, size_t size, struct err *err)
 {
 	size_t k = 0;
 
@@ -459,12 +478,14 @@ bootstrap_argv(struct bootstrap *b, const char *tree, const char *mirror, char *
 		return err_set(err, ERR_PRECONDITION, NULL, ENOENT,
 			       "no '" KEYRING "' to check the release with (apt-get install "
 			       "debian-archive-keyring)");
+	if (bootstrap_include(b, o, err) < 0)
+		return -EINVAL;
 	b->argv[k++] = prog;
 	b->argv[k++] = "--variant=minbase";
-	b->argv[k++] = "--include=" INCLUDE;
+	b->argv[k++] = b->include;
 	b->argv[k++] = "--components=main";
 	b->argv[k++] = "--keyring=" KEYRING;
-	b->argv[k++] = KIT_DEBIAN_SUITE;
+	b->argv[k++] = o->suite && *o->suite ? o->suite : KIT_DEBIAN_SUITE;
 	b->argv[k++] = tree;
 	b->argv[k++] = mirror;
 	b->argv[k] = NULL;
@@ -499,21 +520,31 @@ int
 kit_debian_bootstrap(const char *tree, const char *mirror, kit_percent_fn progress, void *ud,
 		     struct err *err)
 {
+	const struct kit_debian_opts o = {.suite = KIT_DEBIAN_SUITE};
+
+	return kit_debian_bootstrap_opts(tree, mirror, &o, progress, ud, err);
+}
+
+int
+kit_debian_bootstrap_opts(const char *tree, const char *mirror, const struct kit_debian_opts *o,
+			  kit_percent_fn progress, void *ud, struct err *err)
+{
 	cleanup_free struct reader *rd = calloc(1, sizeof(*rd));
-	struct bootstrap b = {0};
+	cleanup_free struct bootstrap *bp = calloc(1, sizeof(*bp));
+	struct bootstrap *b = bp;
 	char prog[PATH_MAX];
 	int pipefd[2], status = 0, r;
 	pid_t pid;
 
-	if (!rd)
+	if (!rd || !b)
 		return err_set(err, ERR_INTERNAL, NULL, ENOMEM, "out of memory");
-	if ((r = bootstrap_argv(&b, tree, mirror, prog, sizeof(prog), err)) < 0)
+	if ((r = bootstrap_argv(b, tree, mirror, o, prog, sizeof(prog), err)) < 0)
 		return r;
-	bootstrap_env(&b);
+	bootstrap_env(b);
 	if (pipe2(pipefd, O_CLOEXEC) < 0)
 		return err_set(err, ERR_INTERNAL, NULL, errno, "pipe: %s", strerror(errno));
-	b.out = pipefd[1];
-	r = bootstrap_spawn(&b, &pid);
+	b->out = pipefd[1];
+	r = bootstrap_spawn(b, &pid);
 	close(pipefd[1]);
 	if (r < 0) {
 		close(pipefd[0]);

@@ -43,6 +43,17 @@ bool kit_debian_progress_line(struct kit_debian_progress *p, const char *line,
 int kit_debian_bootstrap(const char *tree, const char *mirror, kit_percent_fn progress, void *ud,
 			 struct err *err);
 
+/* What `image build debian` may change: the release and packages added to the list above. */
+struct kit_debian_opts {
+	const char *suite; /* NULL or "": KIT_DEBIAN_SUITE */
+	const char *const *packages;
+	size_t n_packages;
+};
+
+/* kit_debian_bootstrap of o->suite with o->packages included too (names checked). */
+int kit_debian_bootstrap_opts(const char *tree, const char *mirror, const struct kit_debian_opts *o,
+			      kit_percent_fn progress, void *ud, struct err *err);
+
 /* Makes the debootstrapped tree at root (a directory fd) fit for sistemo machines, never
  * following a link in it: no SSH host keys, an empty machine-id (systemd makes one at first
  * boot; a preset keeps that boot from enabling more units), no downloaded packages or package

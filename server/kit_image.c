@@ -153,8 +153,8 @@ tree_libraries(int root, const char *program, struct err *err)
 	return 0;
 }
 
-static int
-tree_programs(int root, struct err *err)
+int
+kit_image_add_dropbear(int root, struct err *err)
 {
 	char path[PATH_MAX];
 
@@ -202,7 +202,7 @@ kit_image_tiny_tree(int root, struct err *err)
 	if (r == 0)
 		r = tree_busybox(root, err);
 	if (r == 0)
-		r = tree_programs(root, err);
+		r = kit_image_add_dropbear(root, err);
 	return r;
 }
 
@@ -233,8 +233,9 @@ report(const struct build *b, unsigned percent, const char *fmt, ...)
 
 /* mkfs.ext4 -d: no mount, no loop device. 4 KiB blocks and 256-byte inodes whatever the size,
  * so a disk grown later by resize2fs is an ordinary ext4. */
-static int
-mkfs(const char *tree, const char *file, const char *label, uint64_t size_mb, struct err *err)
+int
+kit_image_mkfs(const char *tree, const char *file, const char *label, uint64_t size_mb,
+	       struct err *err)
 {
 	char size[32];
 	const char *argv[] = {"mkfs.ext4", "-q", "-F",    "-L", label, "-b", "4096", "-I",
@@ -284,7 +285,7 @@ image_finish(const struct build *b, const char *out_path, const char *name, uint
 
 	snprintf(label, sizeof(label), "sistemo-%s", name);
 	report(b, 90, "mkfs.ext4 (%llu MB)", (unsigned long long)size_mb);
-	if ((r = mkfs(b->tree, b->file, label, size_mb, err)) < 0)
+	if ((r = kit_image_mkfs(b->tree, b->file, label, size_mb, err)) < 0)
 		return r;
 	if (chmod(b->file, 0644) < 0 || rename(b->file, out_path) < 0)
 		return err_set(err, ERR_INTERNAL, NULL, errno, "install '%s': %s", out_path,

@@ -428,30 +428,64 @@ inject_run(struct inject *in, const char *public_key)
 		r = probe(in, "/lib/systemd/systemd", &systemd);
 	if (r == 0 && systemd != KIT_ROOTFS_NONE)
 		r = script_systemd(in);
-	if (r == 0)
-		r = run_script(in);
 	return r;
 }
 
-int
-kit_rootfs_inject(const char *rootfs, const char *public_key, struct err *err)
+typedef int (*inject_fn)(struct inject *in, const void *arg);
+
+static int
+inject_with(const char *rootfs, inject_fn fn, const void *arg, struct err *err)
 {
 	struct inject in = {.rootfs = rootfs, .err = err};
 	struct stat st;
 	int r;
 
-	if (!key_ok(public_key))
-		return err_set(err, ERR_INVALID, "public_key", EINVAL,
-			       "the public key must be one line of printable text");
 	if (stat(rootfs, &st) < 0 || !S_ISREG(st.st_mode))
 		return err_set(err, ERR_NOT_FOUND, NULL, ENOENT, "root disk '%s': not a file",
 			       rootfs);
 	if ((r = inject_tmp(&in, rootfs)) < 0)
 		return r;
-	r = inject_run(&in, public_key);
+	r = fn(&in, arg);
+	if (r == 0)
+		r = run_script(&in);
 	strbuf_free(&in.script);
 	int rr = kit_tree_remove(in.tmp);
 	if (rr < 0)
 		log_warn("kit: remove '%s': %s", in.tmp, strerror(-rr));
 	return r < 0 ? err_wrap(err, "inject into '%s'", rootfs) : 0;
+}
+
+static int
+inject_init_key(struct inject *in, const void *public_key)
+{
+	return inject_run(in, public_key);
+}
+
+int
+kit_rootfs_inject(const char *rootfs, const char *public_key, struct err *err)
+{
+	if (!key_ok(public_key))
+		return err_set(err, ERR_INVALID, "public_key", EINVAL,
+			       "the public key must be one line of printable text");
+	return inject_with(rootfs, inject_init_key, public_key, err);
+}
+
+/* /etc/sistemo/entrypoint: a link or file where /etc/sistemo should be is replaced. */
+static int
+inject_entrypoint(struct inject *in, const void *script)
+{
+	int r = ensure_dir(in, "/etc", 0755, false), fresh;
+
+	if (r < 0)
+		return r;
+	if ((fresh = ensure_dir(in, "/etc/sistemo", 0755, true)) < 0)
+		return fresh;
+	return put_file(in, "/etc/sistemo/entrypoint", "entrypoint", script, 0755,
+			r == 1 || fresh == 1);
+}
+
+int
+kit_rootfs_inject_entrypoint(const char *rootfs, const char *script, struct err *err)
+{
+	return inject_with(rootfs, inject_entrypoint, script, err);
 }

@@ -15,6 +15,7 @@
 #include "cgroup.h"
 #include "daemon.h"
 #include "host.h"
+#include "image.h"
 #include "kit.h"
 #include "log.h"
 #include "macro.h"
@@ -27,8 +28,6 @@
 
 #define STOP_GRACE_MS 30000
 #define TCG_BOOT_FACTOR 3
-
-static const char *const builtin_images[] = {"tiny", "debian"};
 
 void
 machine_run_dir(const struct daemon *d, const char *id, char *buf, size_t size)
@@ -101,22 +100,9 @@ check_resources(const struct daemon *d, const struct machine_spec *s, struct err
 }
 
 static int
-check_image(const char *image, struct err *err)
+check_image(const struct daemon *d, const char *image, struct err *err)
 {
-	struct stat st;
-
-	if (image[0] == '/')
-		return stat(image, &st) == 0 && S_ISREG(st.st_mode)
-			       ? 0
-			       : err_set(err, ERR_NOT_FOUND, "image", ENOENT,
-					 "image file '%s' not found", image);
-	for (size_t i = 0; i < ARRAY_SIZE(builtin_images); i++)
-		if (streq(image, builtin_images[i]))
-			return 0;
-	return err_set(err, ERR_NOT_FOUND, "image", ENOENT,
-		       "unknown image '%s': built-in images are: tiny, debian; or give the "
-		       "absolute path of an ext4 file",
-		       image);
+	return image_check_ref(d, image, err);
 }
 
 int
@@ -126,7 +112,7 @@ machine_spec_check(const struct daemon *d, struct machine_spec *spec, char *name
 	if (!spec->image || !*spec->image)
 		return err_set(err, ERR_INVALID, "image", EINVAL,
 			       "an image is required (built-in: tiny, debian)");
-	if (check_image(spec->image, err) < 0)
+	if (check_image(d, spec->image, err) < 0)
 		return -ENOENT;
 	if (!spec->name || !*spec->name) {
 		name_from_image(spec->image, name_buf, name_size);
@@ -143,27 +129,33 @@ image_progress(void *ud, const char *step, unsigned percent, const char *message
 	progress(ud, step, 5 + percent * 24 / 100, message);
 }
 
-/* The image file to clone: a built-in (built on first use) or an existing ext4 file. */
+static bool
+op_asks_cancel(void *ud)
+{
+	return ud && op_cancelled(ud);
+}
+
+/* The image file to clone (docs/images.md: path, URL, store, built-in, registry). */
 static int
-resolve_image(struct daemon *d, const char *image, struct op *op, char *path, size_t size,
+resolve_image(struct daemon *d, const char *image, struct op *op, struct image_info *ret,
 	      struct err *err)
 {
-	char rel[64];
-	struct stat st;
-	int r = check_image(image, err);
+	struct image_progress p = {image_progress, op_asks_cancel, op};
+
+	progress(op, "image", 5, "resolving the image");
+	return image_resolve(d, image, &p, ret, err);
+}
+
+/* The image's OCI command, when it has one, as /etc/sistemo/entrypoint of the root disk. */
+static int
+inject_entrypoint(const struct image_info *im, const char *rootfs, struct err *err)
+{
+	cleanup_strbuf struct strbuf script = {0};
+	int r = image_entrypoint_script(im->meta, &script);
 
 	if (r < 0)
-		return r;
-	if (image[0] == '/') {
-		snprintf(path, size, "%s", image);
-		return 0;
-	}
-	snprintf(rel, sizeof(rel), "images/%s.ext4", image);
-	paths_join(&d->paths, rel, path, size);
-	if (stat(path, &st) == 0)
-		return 0;
-	progress(op, "image", 5, "building the built-in image");
-	return kit_image_build_percent(image, path, image_progress, op, err);
+		return err_set(err, ERR_INTERNAL, NULL, -r, "entrypoint: %s", strerror(-r));
+	return r == 0 ? 0 : kit_rootfs_inject_entrypoint(rootfs, script.data, err);
 }
 
 static int
@@ -289,15 +281,19 @@ remove_tree(const char *dir)
 		log_warn("remove '%s': %s", dir, strerror(errno));
 }
 
-/* Root disk: clone the image, grow it, inject the init and the key. */
+/* Root disk: clone the image, grow it, inject the init, the key and the entrypoint. */
 static int
 make_disk(struct daemon *d, const struct machine_spec *spec, const struct machine_info *m,
 	  struct op *op, struct err *err)
 {
-	char image[PATH_MAX], run_dir[PATH_MAX], rootfs[PATH_MAX + 16], key[1024];
+	char run_dir[PATH_MAX], rootfs[PATH_MAX + 16], key[1024];
+	cleanup_free struct image_info *im = malloc(sizeof(*im));
 	int r;
 
-	if ((r = resolve_image(d, spec->image, op, image, sizeof(image), err)) < 0)
+	if (!im)
+		return err_set(err, ERR_INTERNAL, NULL, ENOMEM, "out of memory");
+	if ((r = resolve_image(d, spec->image, op, im, err)) < 0 ||
+	    (r = store_machine_set_image_digest(d->store, m->id, im->digest, err)) < 0)
 		return r;
 	machine_run_dir(d, m->id, run_dir, sizeof(run_dir));
 	if (mkdir(run_dir, 0700) < 0)
@@ -305,11 +301,12 @@ make_disk(struct daemon *d, const struct machine_spec *spec, const struct machin
 			       strerror(errno));
 	snprintf(rootfs, sizeof(rootfs), "%s/rootfs.ext4", run_dir);
 	progress(op, "disk", 30, "copying the root disk");
-	if ((r = kit_rootfs_clone(image, rootfs, spec->storage_mb, err)) < 0)
+	if ((r = kit_rootfs_clone(im->path, rootfs, spec->storage_mb, err)) < 0)
 		return err_wrap(err, "root disk");
 	progress(op, "disk", 50, "injecting the sistemo init and SSH key");
 	if ((r = ssh_key_public(d->ssh_dir, key, sizeof(key), err)) < 0 ||
-	    (r = kit_rootfs_inject(rootfs, key, err)) < 0)
+	    (r = kit_rootfs_inject(rootfs, key, err)) < 0 ||
+	    (r = inject_entrypoint(im, rootfs, err)) < 0)
 		return err_wrap(err, "inject");
 	return 0;
 }

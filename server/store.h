@@ -185,3 +185,45 @@ int store_exec(struct store *s, const char *sql, struct err *err);
 
 /* Milliseconds since the epoch. */
 int64_t store_now_ms(void);
+
+/* One image of the store: its digest ("sha256:<hex>"), file and metadata (JSON), the tags
+ * pointing at it and the machines deployed from it (comma-separated, sorted). */
+struct image_rec {
+	const char *digest, *source, *source_ref, *path, *meta, *tags, *used_by;
+	uint64_t size_bytes;
+	int64_t created_ms;
+};
+
+/* An owned copy of one image record. */
+struct image_info {
+	char digest[80], source[16], source_ref[4096], path[4096], meta[16384];
+	char tags[4096], used_by[4096];
+	uint64_t size_bytes;
+	int64_t created_ms;
+};
+
+/* Calls fn for every image, newest first. */
+int store_image_list(struct store *s, int (*fn)(void *ud, const struct image_rec *im), void *ud,
+		     struct err *err);
+
+/* Finds an image by tag ("name:tag"), digest, or a "sha256:" prefix of at least 8 hex digits
+ * that one image alone has. -ENOENT (err untouched) when there is none. */
+int store_image_get(struct store *s, const char *ref, struct image_info *ret, struct err *err);
+
+/* The newest image recorded with this source and source_ref (a URL's cache). -ENOENT when none. */
+int store_image_find_source(struct store *s, const char *source, const char *source_ref,
+			    struct image_info *ret, struct err *err);
+
+/* Records an image (kept as it is when its digest is there already) and points tag (may be
+ * NULL or "") at it, in one transaction. */
+int store_image_add(struct store *s, const struct image_rec *im, const char *tag, struct err *err);
+
+/* Removes tag from im, or im itself with all its tags when tag is NULL or its last tag;
+ * *ret_gone tells whether the image went (its file is the caller's to remove). Removing the
+ * image is refused (ERR_PRECONDITION naming a machine) while machines were deployed from it. */
+int store_image_remove(struct store *s, const struct image_info *im, const char *tag,
+		       bool *ret_gone, struct err *err);
+
+/* Records the digest of the image a machine was deployed from. */
+int store_machine_set_image_digest(struct store *s, const char *id, const char *digest,
+				   struct err *err);
