@@ -101,6 +101,25 @@ static const char *const migrations[] = {
 	"  status_message TEXT NOT NULL DEFAULT '',"
 	"  created_ms INTEGER NOT NULL,"
 	"  finished_ms INTEGER NOT NULL DEFAULT 0);",
+	/* 2: volumes: a machine's disks in order (0: its root disk, then its data disks as
+	 * attached); a machine's record going takes the rows of the disks in its run directory and
+	 * releases every other volume it had; machines made before get their root-disk rows */
+	"ALTER TABLE volume ADD COLUMN attach_order INTEGER NOT NULL DEFAULT 0;"
+	"CREATE INDEX volume_machine ON volume(machine_id);"
+	"CREATE TRIGGER machine_volumes_release BEFORE DELETE ON machine BEGIN"
+	"  DELETE FROM volume WHERE machine_id = OLD.id AND substr(path, 1, 4) = 'vms/';"
+	"  UPDATE volume SET machine_id = NULL, attach_order = 0,"
+	"    state = CASE state WHEN 'attached' THEN 'online' ELSE state END,"
+	"    state_changed_ms = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+	"  WHERE machine_id = OLD.id;"
+	"END;"
+	"INSERT INTO volume (id, name, size_mb, path, role, state, machine_id, attach_order,"
+	"  created_ms, state_changed_ms)"
+	"  SELECT lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' ||"
+	"    substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + abs(random()) % 4, 1) ||"
+	"    substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6))),"
+	"    name || '-root', storage_mb, 'vms/' || id || '/rootfs.ext4', 'root', 'attached', id,"
+	"    0, created_ms, created_ms FROM machine;",
 };
 
 unsigned
