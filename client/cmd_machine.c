@@ -204,7 +204,7 @@ parse_sizes(const struct cmd_args *a, Sistemo__V1__DeployRequest *req, struct er
 		return -EINVAL;
 	req->vcpus = vcpus;
 	req->memory_mb = 512;
-	req->storage_mb = 2048;
+	req->storage_mb = *req->volume ? 0 : 2048; /* booting a volume: its size */
 	if (cli_flag(a, "memory") &&
 	    units_parse_size_mb("memory", cli_flag(a, "memory"), &req->memory_mb, err) < 0)
 		return -EINVAL;
@@ -346,7 +346,8 @@ run_delete(struct cli *cli, const struct cmd_args *a)
 	req.machine = MACHINE_ARG(a);
 	req.preserve_storage = cli_flag_set(a, "preserve-storage");
 	if (!cmd_confirm(cli, cli_flag_set(a, "yes"), "delete machine '%s'%s?", req.machine,
-			 req.preserve_storage ? " (keeping its data volumes)" : " and its disk"))
+			 req.preserve_storage ? " (keeping its root disk as a volume)"
+					      : " and its root disk"))
 		return 6;
 	STUB(c, sistemo__v1__machines__delete, SVC_MACHINES, Sistemo__V1__DeleteMachineReply, &req,
 	     &r);
@@ -531,7 +532,8 @@ static const struct flag deploy_flags[] = {
 	{"name", 0, FLAG_STRING, "NAME", "machine name", "derived from the image"},
 	{"vcpus", 0, FLAG_STRING, "N", "virtual CPUs (1-64)", "2"},
 	{"memory", 0, FLAG_STRING, "SIZE", "memory: MB, or with M/G (at least 128M)", "512M"},
-	{"storage", 0, FLAG_STRING, "SIZE", "root disk: MB, or with M/G/T", "2G"},
+	{"storage", 0, FLAG_STRING, "SIZE", "root disk: MB, or with M/G/T",
+	 "2G; with --volume, its size"},
 	{"attach", 0, FLAG_LIST, "VOL,...", "data volumes to attach, by name or id", NULL},
 	{"expose", 'p', FLAG_LIST, "SPEC",
 	 "publish a port: 80, 8080:80, 53:53/udp, 127.0.0.1:8443:443", NULL},
@@ -554,7 +556,8 @@ static const struct flag stop_flags[] = {
 	{0},
 };
 static const struct flag delete_flags[] = {
-	{"preserve-storage", 0, FLAG_BOOL, NULL, "keep the attached data volumes", NULL},
+	{"preserve-storage", 0, FLAG_BOOL, NULL,
+	 "keep the root disk as volume NAME-root (data volumes are always kept)", NULL},
 	{"yes", 'y', FLAG_BOOL, NULL, "do not ask for confirmation", NULL},
 	{0},
 };
@@ -650,7 +653,7 @@ const struct cmd machine_cmds[] = {
 	 .aliases = a_delete,
 	 ONE_MACHINE,
 	 .flags = delete_flags,
-	 .summary = "Delete a machine and its disk",
+	 .summary = "Delete a machine and its root disk (its data volumes stay)",
 	 .run = run_delete,
 	 .examples = "  sistemo machine delete web -y\n"
 		     "  sistemo machine rm web --preserve-storage\n"},

@@ -1,6 +1,7 @@
 /* volume commands. */
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "cmd.h"
 #include "macro.h"
@@ -10,13 +11,15 @@ static void
 volume_text(struct cli *cli, const ProtobufCMessage *m)
 {
 	const Sistemo__V1__Volume *v = (const void *)m;
-	char size[32];
+	char size[32], used[32];
 
 	(void)cli;
 	units_format_mb(v->size_mb, size, sizeof(size));
+	units_format_mb(v->used_mb, used, sizeof(used));
 	output_kv(stdout, 10, "ID:", "%s", v->id);
 	output_kv(stdout, 10, "Name:", "%s", v->name);
 	output_kv(stdout, 10, "Size:", "%s", size);
+	output_kv(stdout, 10, "Used:", "%s", used);
 	output_kv(stdout, 10, "Role:", "%s", v->role);
 	output_kv(stdout, 10, "Status:", "%s",
 		  output_enum(&sistemo__v1__volume_state__descriptor, v->state));
@@ -47,8 +50,32 @@ list_text(struct cli *cli, const ProtobufCMessage *m)
 			v->machine};
 		table_add(t, cells);
 	}
-	table_print(t, stdout, "no volumes (create one: sistemo volume create 10G --name data)");
+	table_print(t, stdout, "no volumes (create one: sistemo volume create data --size 10G)");
 	table_free(t);
+}
+
+/* "volume create NAME --size 10G", or the older "volume create 10G [--name NAME]": a lone
+ * argument that reads as a size is the size. */
+static int
+create_args(const struct cmd_args *a, Sistemo__V1__CreateVolumeRequest *req, struct err *err)
+{
+	const char *pos = a->n_pos ? a->pos[0] : NULL, *size = cli_flag(a, "size");
+	const char *name = cli_flag(a, "name");
+	struct err probe = {0};
+
+	if (pos && !size && units_parse_size_mb("size", pos, &req->size_mb, &probe) == 0) {
+		req->name = (char *)(name ?: "");
+		return 0;
+	}
+	if (pos && name && strcmp(pos, name) != 0)
+		return err_set(err, ERR_INVALID, "name", EINVAL,
+			       "two names given: '%s' and --name '%s'", pos, name);
+	req->name = (char *)(pos ?: name ?: "");
+	if (!size)
+		return err_set(err, ERR_INVALID, "size", EINVAL,
+			       "volume create needs a size: sistemo volume create %s --size 10G",
+			       *req->name ? req->name : "NAME");
+	return units_parse_size_mb("size", size, &req->size_mb, err);
 }
 
 static int
@@ -58,14 +85,8 @@ run_create(struct cli *cli, const struct cmd_args *a)
 	struct rpc_client *c = cli->client;
 	Sistemo__V1__CreateVolumeRequest req = SISTEMO__V1__CREATE_VOLUME_REQUEST__INIT;
 	Sistemo__V1__Volume *r = NULL;
-	const char *size = a->n_pos ? a->pos[0] : cli_flag(a, "size");
 
-	req.name = (char *)(cli_flag(a, "name") ?: "");
-	if (!size)
-		return err_set(&err, ERR_INVALID, "size", EINVAL,
-			       "volume create needs a size (e.g. 10G)"),
-		       cli_fail(cli, &err);
-	if (units_parse_size_mb("size", size, &req.size_mb, &err) < 0)
+	if (create_args(a, &req, &err) < 0)
 		return cli_fail(cli, &err);
 	STUB(c, sistemo__v1__volumes__create, SVC_VOLUMES, Sistemo__V1__Volume, &req, &r);
 	return cmd_finish(cli, c, r, volume_text);
@@ -168,8 +189,9 @@ static const char *const a_show[] = {"info", "get", NULL};
 static const char *const a_rm[] = {"rm", "remove", NULL};
 
 static const struct flag create_flags[] = {
-	{"name", 0, FLAG_STRING, "NAME", "volume name", "the first 8 characters of its id"},
-	{"size", 's', FLAG_STRING, "SIZE", "size, instead of the argument: MB or with M/G/T", NULL},
+	{"name", 0, FLAG_STRING, "NAME", "volume name, instead of the argument",
+	 "the first 8 characters of its id"},
+	{"size", 's', FLAG_STRING, "SIZE", "size: MB or with M/G/T", NULL},
 	{0},
 };
 static const struct flag resize_flags[] = {
@@ -184,12 +206,15 @@ static const struct flag delete_flags[] = {
 const struct cmd volume_cmds[] = {
 	{.name = "create",
 	 .aliases = a_create,
-	 .usage = "<size> [--name NAME]",
+	 .usage = "<name> --size SIZE",
 	 .max_args = 1,
 	 .flags = create_flags,
-	 .summary = "Create a data volume",
+	 .summary = "Create a data volume (an ext4 filesystem)",
 	 .run = run_create,
-	 .examples = "  sistemo volume create 10G --name data\n"},
+	 .description = "Names: 1 to 63 of a-z, 0-9, '-' and '_'. The older form 'volume create\n"
+			"SIZE --name NAME' works too. In a machine it is mounted at /mnt/NAME.",
+	 .examples = "  sistemo volume create data --size 10G\n"
+		     "  sistemo volume create 10G --name data\n"},
 	{.name = "list",
 	 .examples = "  sistemo volume list\n  sistemo volume ls -o json\n",
 	 .aliases = a_ls,
@@ -220,16 +245,16 @@ const struct cmd volume_cmds[] = {
 	 .max_args = 2,
 	 .flags = resize_flags,
 	 .complete = "volumes",
-	 .summary = "Grow a volume and its filesystem",
+	 .summary = "Grow a volume and its filesystem (its machine stopped)",
 	 .run = run_resize,
-	 .examples = "  sistemo volume resize data 20G\n"},
+	 .examples = "  sistemo volume resize data --size 20G\n  sistemo volume resize data 20G\n"},
 	{.name = "attach",
 	 .examples = "  sistemo volume attach data db\n",
 	 .usage = "<volume> <machine>",
 	 .min_args = 2,
 	 .max_args = 2,
 	 .complete = "volumes,machines",
-	 .summary = "Attach a volume to a machine",
+	 .summary = "Attach a volume to a stopped machine (mounted at /mnt/NAME)",
 	 .run = run_attach},
 	{.name = "detach",
 	 .examples = "  sistemo volume detach data db\n",
@@ -237,7 +262,7 @@ const struct cmd volume_cmds[] = {
 	 .min_args = 2,
 	 .max_args = 2,
 	 .complete = "volumes,machines",
-	 .summary = "Detach a volume from a machine",
+	 .summary = "Detach a volume from a stopped machine",
 	 .run = run_detach},
 	{0},
 };

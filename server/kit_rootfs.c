@@ -132,6 +132,25 @@ kit_rootfs_clone(const char *image, const char *dest, uint64_t size_mb, struct e
 	return 0;
 }
 
+int
+kit_rootfs_grow(const char *path, uint64_t size_mb, struct err *err)
+{
+	cleanup_close int fd = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return err_set(err, ERR_NOT_FOUND, NULL, errno, "'%s': %s", path, strerror(errno));
+	if (!S_ISREG(st.st_mode) || size_mb > UINT64_MAX / MIB / 2 ||
+	    size_mb * MIB < (uint64_t)st.st_size)
+		return err_set(err, ERR_INVALID, NULL, EINVAL,
+			       "'%s': not a file, or larger than %llu MB", path,
+			       (unsigned long long)size_mb);
+	if (ftruncate(fd, (off_t)(size_mb * MIB)) < 0)
+		return err_set(err, ERR_INTERNAL, NULL, errno, "grow '%s': %s", path,
+			       strerror(errno));
+	return grow(path, size_mb, err);
+}
+
 /* ---- inject --------------------------------------------------------------------------- */
 
 /* "Inode: 12   Type: directory    Mode:  0755 ..." -> the type word. */

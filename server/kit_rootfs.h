@@ -1,7 +1,10 @@
 /* A machine's root disk (kit_rootfs_clone and kit_rootfs_inject in kit.h): reflink or sparse
  * copy, resize2fs, and debugfs scripts that change the ext4 file without mounting it, so
- * paths resolve inside the image and never on the host. The probe is here for the tests. */
+ * paths resolve inside the image and never on the host. Here: the probe (for the tests) and
+ * the growth of a volume's file. */
 #pragma once
+
+#include <stdint.h>
 
 #include "err.h"
 
@@ -17,3 +20,8 @@ enum kit_rootfs_type {
  * not followed). ERR_INVALID when rootfs is no ext2/3/4 filesystem. */
 int kit_rootfs_type(const char *rootfs, const char *path, enum kit_rootfs_type *ret,
 		    struct err *err);
+
+/* Grows the ext4 file at path (a regular file, not a link) to size_mb: the file first, then
+ * its filesystem with resize2fs (after e2fsck -fy when resize2fs asks for it). The file must
+ * not be in use. ERR_INVALID when size_mb is below its size. */
+int kit_rootfs_grow(const char *path, uint64_t size_mb, struct err *err);

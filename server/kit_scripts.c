@@ -192,6 +192,31 @@ const char kit_script_initramfs_init[] =
 	"\telse\n"                                                                                 \
 	"\t\tnet_up || say \"cannot configure $ip_dev\"\n"                                         \
 	"\tfi\n"                                                                                   \
+	"}\n"                                                                                      \
+	"\n"                                                                                       \
+	"# sistemo.volumes=NAME:vdb,NAME:vdc: each data volume (ext4) mounted at /mnt/NAME\n"      \
+	"mount_volumes() {\n"                                                                      \
+	"\tvols=$(cmdline_get sistemo.volumes)\n"                                                  \
+	"\t[ -n \"$vols\" ] || return 0\n"                                                         \
+	"\toldifs=$IFS\n"                                                                          \
+	"\tIFS=,\n"                                                                                \
+	"\tset -- $vols\n"                                                                         \
+	"\tIFS=$oldifs\n"                                                                          \
+	"\tfor vol in \"$@\"; do\n"                                                                \
+	"\t\tvol_name=${vol%%:*}\n"                                                                \
+	"\t\tvol_dev=${vol#*:}\n"                                                                  \
+	"\t\tcase $vol_name in\n"                                                                  \
+	"\t\t'' | *[!a-z0-9_-]*) say \"bad volume name '$vol_name': skipped\"; continue ;;\n"      \
+	"\t\tesac\n"                                                                               \
+	"\t\tcase $vol_dev in\n"                                                                   \
+	"\t\tvd[b-z]) ;;\n"                                                                        \
+	"\t\t*) say \"bad device '$vol_dev' for volume $vol_name: skipped\"; continue ;;\n"        \
+	"\t\tesac\n"                                                                               \
+	"\t\tmounted \"/mnt/$vol_name\" && continue\n"                                             \
+	"\t\tmkdir -p \"/mnt/$vol_name\" &&\n"                                                     \
+	"\t\t\tmount -t ext4 \"/dev/$vol_dev\" \"/mnt/$vol_name\" ||\n"                            \
+	"\t\t\tsay \"cannot mount volume $vol_name (/dev/$vol_dev) at /mnt/$vol_name\"\n"          \
+	"\tdone\n"                                                                                 \
 	"}\n"
 
 #define SISTEMO_INIT_SERVICES                                                                      \
@@ -352,6 +377,7 @@ const char kit_script_sistemo_init[] =
 	"mount_api\n"
 	"parse_ip \"$(cmdline_get ip)\"\n"
 	"name_machine\n"
+	"mount_volumes\n"
 	"ensure_net\n"
 	"host_keys\n"
 	"case $(readlink -f /sbin/init 2>/dev/null) in\n"

@@ -25,6 +25,7 @@
 #include "ssh.h"
 #include "uuid.h"
 #include "vmm.h"
+#include "volume.h"
 
 #define STOP_GRACE_MS 30000
 #define TCG_BOOT_FACTOR 3
@@ -109,13 +110,18 @@ int
 machine_spec_check(const struct daemon *d, struct machine_spec *spec, char *name_buf,
 		   size_t name_size, struct err *err)
 {
-	if (!spec->image || !*spec->image)
+	bool from_volume = spec->volume && *spec->volume;
+
+	if (from_volume && spec->image && *spec->image)
+		return err_set(err, ERR_INVALID, "volume", EINVAL,
+			       "give an image or a volume to boot from (--volume), not both");
+	if (!from_volume && (!spec->image || !*spec->image))
 		return err_set(err, ERR_INVALID, "image", EINVAL,
 			       "an image is required (built-in: tiny, debian)");
-	if (check_image(d, spec->image, err) < 0)
+	if (!from_volume && check_image(d, spec->image, err) < 0)
 		return -ENOENT;
 	if (!spec->name || !*spec->name) {
-		name_from_image(spec->image, name_buf, name_size);
+		name_from_image(from_volume ? spec->volume : spec->image, name_buf, name_size);
 		spec->name = name_buf;
 	}
 	int r = check_name(spec->name, err);
@@ -170,9 +176,11 @@ find_kernel(struct daemon *d, struct op *op, struct kit_kernel *k, struct err *e
 	return r < 0 ? r : kit_kernel_find(d->paths.data_dir, k, err);
 }
 
-/* The kernel command line: its address, gateway and netmask derive from its network. */
+/* The kernel command line: its address, gateway and netmask derive from its network; volumes
+ * ("sistemo.volumes=..." or "") names its data volumes for the sistemo init. */
 static int
-cmdline_for(struct daemon *d, const struct machine_info *m, char *buf, size_t size, struct err *err)
+cmdline_for(struct daemon *d, const struct machine_info *m, const char *volumes, char *buf,
+	    size_t size, struct err *err)
 {
 	char ip[96];
 	struct net net;
@@ -187,8 +195,8 @@ cmdline_for(struct daemon *d, const struct machine_info *m, char *buf, size_t si
 		ip[0] = '\0';
 	n = snprintf(buf, size,
 		     "console=ttyS0 reboot=k panic=-1 root=/dev/vda rw rootfstype=ext4 "
-		     "net.ifnames=0 %s init=/sbin/sistemo-init sistemo.name=%s",
-		     ip, m->name);
+		     "net.ifnames=0 %s init=/sbin/sistemo-init sistemo.name=%s%s%s",
+		     ip, m->name, *volumes ? " " : "", volumes);
 	if (!d->kvm && d->tsc_khz && n > 0 && (size_t)n < size)
 		snprintf(buf + n, size - (size_t)n, " tsc_early_khz=%u", d->tsc_khz);
 	return 0;
@@ -210,7 +218,8 @@ boot(struct daemon *d, const struct machine_info *m, struct op *op, pid_t *ret_p
 {
 	struct netns_names nn;
 	struct kit_kernel k;
-	char run_dir[PATH_MAX], rootfs[PATH_MAX + 16], cmdline[1024];
+	char run_dir[PATH_MAX], cmdline[2048];
+	cleanup_free struct volume_disks *disks = NULL;
 	const struct vmm_driver *drv = vmm_driver_find(m->driver);
 	int r;
 
@@ -221,8 +230,8 @@ boot(struct daemon *d, const struct machine_info *m, struct op *op, pid_t *ret_p
 		return r;
 	netns_names_for(m->id, &nn);
 	machine_run_dir(d, m->id, run_dir, sizeof(run_dir));
-	snprintf(rootfs, sizeof(rootfs), "%s/rootfs.ext4", run_dir);
-	if ((r = cmdline_for(d, m, cmdline, sizeof(cmdline), err)) < 0)
+	if ((r = volume_machine_disks(d, m, &disks, err)) < 0 ||
+	    (r = cmdline_for(d, m, disks->cmdline, cmdline, sizeof(cmdline), err)) < 0)
 		return r;
 	struct vmm_config cfg = {
 		.id = m->id,
@@ -232,7 +241,9 @@ boot(struct daemon *d, const struct machine_info *m, struct op *op, pid_t *ret_p
 		.kernel = streq(drv->name, "firecracker") ? k.vmlinux : k.kernel,
 		.initrd = k.initrd,
 		.cmdline = cmdline,
-		.rootfs = rootfs,
+		.rootfs = disks->root,
+		.disks = disks->data_paths,
+		.n_disks = disks->n_data,
 		.tap = net_machine_has_nic(d, m) ? nn.tap : NULL,
 		.mac = m->mac,
 		.netns_path = nn.ns_path,
@@ -406,13 +417,16 @@ machine_deploy(struct daemon *d, const struct machine_spec *spec, struct op *op,
 	int reached = 0, r;
 	pid_t pid = 0;
 	uint64_t boot_ms = 0;
+	struct volume_deploy vd = {spec->volume, spec->attach, spec->n_attach};
 
 	progress(op, "record", 1, "recording the machine");
 	if ((r = record(d, spec, ret, err)) < 0)
 		return r;
 	reached = 1;
 	netns_names_for(ret->id, &nn);
-	if ((r = cancelled(op, err)) < 0 || (reached = 2, r = make_disk(d, spec, ret, op, err)) < 0)
+	if ((r = cancelled(op, err)) < 0 || (r = volume_deploy_claim(d, ret, &vd, err)) < 0 ||
+	    (reached = 2, r = vd.boot && *vd.boot ? volume_deploy_disk(d, ret, op, err)
+						  : make_disk(d, spec, ret, op, err)) < 0)
 		goto fail;
 	progress(op, "network", 60, "creating the network namespace");
 	if ((r = cancelled(op, err)) < 0 || (r = machine_bridge(d, ret, bridge, err)) < 0 ||
@@ -512,23 +526,28 @@ machine_stop(struct daemon *d, const char *ref, unsigned timeout_sec, bool force
 }
 
 static int
-finish_delete(struct daemon *d, const struct machine_info *m, struct err *err)
+finish_delete(struct daemon *d, const struct machine_info *m, bool preserve, struct err *err)
 {
 	char run_dir[PATH_MAX];
 
 	halt(d, m, 10000);
+	if (volume_machine_release(d, m, preserve, err) < 0) {
+		store_machine_set_state(d->store, m->id, "error", 0, 0, err->msg, NULL);
+		return err_wrap(err, "delete machine '%s'", m->name);
+	}
 	machine_run_dir(d, m->id, run_dir, sizeof(run_dir));
 	remove_tree(run_dir);
 	return store_machine_delete(d->store, m->id, err);
 }
 
 int
-machine_delete(struct daemon *d, const char *ref, struct machine_info *ret, struct err *err)
+machine_delete(struct daemon *d, const char *ref, bool preserve_storage, struct machine_info *ret,
+	       struct err *err)
 {
 	int r = store_machine_transition(d->store, ref, "running,stopped,error", "deleting", ret,
 					 err);
 
-	return r < 0 ? r : finish_delete(d, ret, err);
+	return r < 0 ? r : finish_delete(d, ret, preserve_storage, err);
 }
 
 /* Machine ids, collected first: store callbacks hold the store's lock. */
@@ -568,7 +587,8 @@ recover_one(struct daemon *d, const char *id)
 		remove_tree(run_dir);
 		store_machine_delete(d->store, m.id, &err);
 	} else if (streq(m.state, "deleting")) {
-		finish_delete(d, &m, &err);
+		/* whether the delete was to keep the root disk is not known: it is kept */
+		finish_delete(d, &m, true, &err);
 	} else if (alive && (streq(m.state, "running") || streq(m.state, "starting"))) {
 		store_machine_set_state(d->store, m.id, "running", m.pid, 0, "", &err);
 		log_info("machine '%s': adopted its running VMM (pid %lld)", m.name,
@@ -641,8 +661,10 @@ for_each_machine(struct daemon *d, void (*fn)(struct daemon *d, const char *id),
 int
 machine_recover(struct daemon *d, struct err *err)
 {
-	int r = for_each_machine(d, recover_one, err);
+	int r = volume_recover(d, err);
 
+	if (r >= 0)
+		r = for_each_machine(d, recover_one, err);
 	return r < 0 ? r : netns_list(remove_orphan, d, err);
 }
 

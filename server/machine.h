@@ -16,13 +16,16 @@ struct op;
 
 struct machine_spec {
 	const char *name;  /* [a-z0-9][a-z0-9-]*, at most 63; "" derives one from the image */
-	const char *image; /* a built-in image name ("tiny") or an absolute path to an .ext4 file */
+	const char *image; /* what image_resolve takes: a path, a URL, name[:tag], a digest */
 	unsigned vcpus;
 	uint64_t memory_mb, storage_mb;
 	const char *network;          /* "default" or a named network (checked by the caller) */
 	const struct net_port *ports; /* exposed ports (checked by the caller) */
 	size_t n_ports;
 	struct net_policy policy;
+	const char *volume;        /* boot from this volume instead of an image; NULL or "": none */
+	const char *const *attach; /* data volumes to attach, in order (volume.h) */
+	size_t n_attach;
 };
 
 /* Checks a spec against the config's limits before anything is created. */
@@ -43,8 +46,10 @@ int machine_start(struct daemon *d, const char *ref, struct op *op, struct machi
 int machine_stop(struct daemon *d, const char *ref, unsigned timeout_sec, bool force,
 		 struct machine_info *ret, struct err *err);
 
-/* Removes a machine: stops it if running, then its namespace, files and record. */
-int machine_delete(struct daemon *d, const char *ref, struct machine_info *ret, struct err *err);
+/* Removes a machine: stops it if running, then its namespace, files and record; its data
+ * volumes are released. preserve_storage keeps its root disk as a volume (deploy --volume). */
+int machine_delete(struct daemon *d, const char *ref, bool preserve_storage,
+		   struct machine_info *ret, struct err *err);
 
 /* At daemon start: adopts machines whose VMM still runs, finishes or rolls back the operations
  * a crash interrupted (creating: rolled back; starting/running without a VMM: stopped;

@@ -21,9 +21,10 @@
 #include "store.h"
 #include "svc_convert.h"
 #include "svc_exec.h"
+#include "svc_volumes.h"
+#include "volume.h"
 #include "sistemo/v1/rpc.pb-c.h"
 
-#define LATER_VOLUMES "volumes and images (issue 5)"
 #define LATER_DASHBOARD "the dashboard and its browser terminal"
 #define MAX_WAIT_MS 30000
 #define MAX_LOG_CHUNK (1u << 20)
@@ -57,7 +58,8 @@ list_one(void *ud, const struct machine_rec *m)
 	if (x->state && machine_state_from_text(m->state) != x->state)
 		return 0;
 	struct ports_ctx px = {x->a, machine_to_msg(x->a, m)};
-	if (store_port_list(x->d->store, m->id, NULL, port_one, &px, NULL) < 0)
+	if (store_port_list(x->d->store, m->id, NULL, port_one, &px, NULL) < 0 ||
+	    machine_volumes_to_msg(x->d, x->a, px.msg, NULL) < 0)
 		return -EIO;
 	arena_append(x->a, &x->out->machines, &x->out->n_machines, px.msg);
 	return 0;
@@ -85,6 +87,8 @@ machine_full_msg(struct daemon *d, struct arena *a, const struct machine_info *m
 
 	if (store_port_list(d->store, m->id, NULL, port_one, &x, NULL) < 0)
 		log_warn("machine '%s': could not read its ports", m->name);
+	if (machine_volumes_to_msg(d, a, x.msg, NULL) < 0)
+		log_warn("machine '%s': could not read its volumes", m->name);
 	return x.msg;
 }
 
@@ -135,6 +139,10 @@ struct job {
 	struct net_port ports[DEPLOY_PORTS_MAX];
 	size_t n_ports;
 	char mode[16], allow_from[1024], egress_allow[1024];
+	char volume[VOLUME_NAME_MAX + 16];
+	char attach[VOLUME_MAX_ATTACHED][VOLUME_NAME_MAX + 16];
+	const char *attach_refs[VOLUME_MAX_ATTACHED];
+	size_t n_attach;
 };
 
 /* Packs the machine as the operation's result. */
@@ -159,9 +167,10 @@ job_work(struct op *op, void *ud, struct err *err)
 	struct job *j = ud;
 	struct machine_info m;
 	struct machine_spec spec = {
-		j->name,      j->image,      j->vcpus,
-		j->memory_mb, j->storage_mb, j->network,
-		j->ports,     j->n_ports,    {j->mode, j->allow_from, j->egress_allow}};
+		j->name,      j->image,       j->vcpus,
+		j->memory_mb, j->storage_mb,  j->network,
+		j->ports,     j->n_ports,     {j->mode, j->allow_from, j->egress_allow},
+		j->volume,    j->attach_refs, j->n_attach};
 	int r;
 
 	if (j->kind == JOB_DEPLOY) {
@@ -234,9 +243,6 @@ deploy_network(struct call *c, const Sistemo__V1__DeployRequest *req, struct job
 	struct net n;
 	int r;
 
-	if (req->n_attach || *req->volume)
-		return err_set(err, ERR_UNIMPLEMENTED, NULL, ENOSYS,
-			       "deploy with volumes comes with %s", LATER_VOLUMES);
 	if ((r = net_resolve(c->d, req->network, &n, err)) < 0)
 		return r;
 	snprintf(j->network, sizeof(j->network), "%s", n.name);
@@ -265,6 +271,39 @@ deploy_network(struct call *c, const Sistemo__V1__DeployRequest *req, struct job
 	return net_policy_check(c->d, &pol, err);
 }
 
+/* The request's volumes into the job, checked (volume_deploy_check); booting from a volume,
+ * the machine's disk size is the volume's. */
+static int
+deploy_volumes(struct call *c, const Sistemo__V1__DeployRequest *req, struct machine_spec *spec,
+	       struct job *j, struct err *err)
+{
+	struct volume_deploy vd = {req->volume, (const char *const *)req->attach, req->n_attach};
+	struct volume_info boot;
+	uint64_t boot_mb = 0;
+	int r = volume_deploy_check(c->d, spec->name, &vd, &boot_mb, err);
+
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < req->n_attach; i++) {
+		snprintf(j->attach[i], sizeof(j->attach[i]), "%s", req->attach[i]);
+		j->attach_refs[i] = j->attach[i];
+	}
+	j->n_attach = req->n_attach;
+	if (!*req->volume)
+		return 0;
+	if (req->storage_mb && req->storage_mb != boot_mb)
+		return err_set(
+			err, ERR_INVALID, "storage_mb", EINVAL,
+			"--storage does not apply with --volume: the volume's size (%llu MB) "
+			"is the disk's (sistemo volume resize grows it)",
+			(unsigned long long)boot_mb);
+	if ((r = store_volume_get(c->d->store, req->volume, &boot, err)) < 0)
+		return r;
+	snprintf(j->volume, sizeof(j->volume), "%s", boot.name);
+	spec->storage_mb = boot_mb;
+	return 0;
+}
+
 static int
 machines_deploy(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret, struct err *err)
 {
@@ -273,7 +312,8 @@ machines_deploy(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **r
 				    .image = req->image,
 				    .vcpus = req->vcpus ? req->vcpus : 2,
 				    .memory_mb = req->memory_mb ? req->memory_mb : 512,
-				    .storage_mb = req->storage_mb ? req->storage_mb : 2048};
+				    .storage_mb = req->storage_mb ? req->storage_mb : 2048,
+				    .volume = req->volume};
 	struct machine_info existing;
 	struct job *j;
 	char name[64];
@@ -288,7 +328,7 @@ machines_deploy(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **r
 			       "a machine named '%s' already exists", spec.name);
 	if (!(j = calloc(1, sizeof(*j))))
 		return err_set(err, ERR_INTERNAL, NULL, ENOMEM, "out of memory");
-	if (deploy_network(c, req, j, err) < 0) {
+	if (deploy_network(c, req, j, err) < 0 || deploy_volumes(c, req, &spec, j, err) < 0) {
 		free(j);
 		return -EINVAL;
 	}
@@ -297,7 +337,8 @@ machines_deploy(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **r
 	j->memory_mb = spec.memory_mb;
 	j->storage_mb = spec.storage_mb;
 	snprintf(j->name, sizeof(j->name), "%s", spec.name);
-	snprintf(j->image, sizeof(j->image), "%s", req->image);
+	snprintf(j->image, sizeof(j->image), "%s%s", *j->volume ? "volume:" : "",
+		 *j->volume ? j->volume : req->image);
 	c->target_name = arena_strdup(c->arena, j->name);
 	return start_job(c, j, "machine.deploy", j->name, ret, err);
 }
@@ -356,7 +397,8 @@ machines_delete(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **r
 		arena_msg(c->arena, &sistemo__v1__delete_machine_reply__descriptor);
 	struct machine_info m;
 
-	if (need_ref(req->machine, err) < 0 || machine_delete(c->d, req->machine, &m, err) < 0)
+	if (need_ref(req->machine, err) < 0 ||
+	    machine_delete(c->d, req->machine, req->preserve_storage, &m, err) < 0)
 		return -EIO;
 	out->id = arena_strdup(c->arena, m.id);
 	out->name = arena_strdup(c->arena, m.name);
@@ -430,6 +472,38 @@ machines_set_policy(struct call *c, const ProtobufCMessage *in, ProtobufCMessage
 	return reply_machine(c, &m, ret);
 }
 
+static int
+attach_detach(struct call *c, const ProtobufCMessage *in, bool attach, ProtobufCMessage **ret,
+	      struct err *err)
+{
+	const Sistemo__V1__VolumeAttachRequest *req = (const void *)in;
+	struct volume_info v;
+	struct machine_info m;
+	int r;
+
+	if (target_machine(c, req->machine, &m, err) < 0)
+		return -EINVAL;
+	r = attach ? volume_attach(c->d, req->volume, m.id, &v, err)
+		   : volume_detach(c->d, req->volume, m.id, &v, err);
+	if (r < 0 || store_machine_get(c->d->store, m.id, &m, err) < 0)
+		return -EIO;
+	return reply_machine(c, &m, ret);
+}
+
+static int
+machines_attach_volume(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret,
+		       struct err *err)
+{
+	return attach_detach(c, in, true, ret, err);
+}
+
+static int
+machines_detach_volume(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret,
+		       struct err *err)
+{
+	return attach_detach(c, in, false, ret, err);
+}
+
 static const struct method machine_methods[] = {
 	{"Deploy", machines_deploy, METHOD_MUTATES, NULL},
 	{"List", machines_list, 0, NULL},
@@ -446,8 +520,8 @@ static const struct method machine_methods[] = {
 	{"ExecSignal", machines_exec_signal, METHOD_BLOCKS, NULL},
 	{"Expose", machines_expose, METHOD_MUTATES | METHOD_BLOCKS, NULL},
 	{"Unexpose", machines_unexpose, METHOD_MUTATES | METHOD_BLOCKS, NULL},
-	{"AttachVolume", NULL, METHOD_MUTATES, LATER_VOLUMES},
-	{"DetachVolume", NULL, METHOD_MUTATES, LATER_VOLUMES},
+	{"AttachVolume", machines_attach_volume, METHOD_MUTATES | METHOD_BLOCKS, NULL},
+	{"DetachVolume", machines_detach_volume, METHOD_MUTATES | METHOD_BLOCKS, NULL},
 	{"SetPolicy", machines_set_policy, METHOD_MUTATES | METHOD_BLOCKS, NULL},
 	{"Terminal", NULL, 0, LATER_DASHBOARD},
 };

@@ -207,23 +207,22 @@ static void
 unimplemented_is_audited(void **state)
 {
 	struct fixture *f = *state;
-	Sistemo__V1__VolumeAttachRequest in = SISTEMO__V1__VOLUME_ATTACH_REQUEST__INIT;
+	Sistemo__V1__Credentials in = SISTEMO__V1__CREDENTIALS__INIT;
 	struct audit_filter filter = {.limit = 10};
 	struct audit_entry last = {0};
 	struct err err = {0};
 	unsigned total = 0;
 
-	in.machine = "web";
-	in.volume = "data";
-	Sistemo__V1__Reply *r = call(f, "Machines", "AttachVolume", &in.base);
+	in.username = "admin";
+	Sistemo__V1__Reply *r = call(f, "System", "Login", &in.base);
 	assert_int_equal(r->status->code, SISTEMO__V1__CODE__UNIMPLEMENTED);
 	assert_non_null(strstr(r->status->message, "is not implemented yet"));
 	sistemo__v1__reply__free_unpacked(r, NULL);
 	assert_int_equal(store_audit_list(f->d.store, &filter, count_entry, &last, &total, &err),
 			 0);
 	assert_int_equal(total, 1);
-	assert_string_equal(last.action, "machine.attach_volume");
-	assert_string_equal(last.target_name, "web");
+	assert_string_equal(last.action, "system.login");
+	assert_string_equal(last.target_name, "");
 	assert_false(last.success);
 	free((char *)last.action);
 	free((char *)last.target_name);
