@@ -377,6 +377,35 @@ test_fc_config_full(void **ts)
 	assert_non_null(strstr(st->buf, "\"mtu\":1400"));
 }
 
+/* A machine with two data volumes: the root drive first and the only root device, then the
+ * volumes in attach order (the guest's /dev/vdb, /dev/vdc). */
+static void
+test_fc_config_two_drives(void **ts)
+{
+	struct state *st = *ts;
+	const char *disks[] = {"/var/lib/sistemo/volumes/a.ext4",
+			       "/var/lib/sistemo/volumes/b.ext4"};
+	struct vmm_config cfg = base_config(st);
+	char why[512];
+
+	need_schema(st);
+	cfg.disks = disks;
+	cfg.n_disks = 2;
+	assert_true(vmm_firecracker_config(&cfg, "1.14.2", st->buf, sizeof(st->buf)) > 0);
+	if (!schema_check(&st->schema, "FullVmConfiguration", st->buf, why, sizeof(why)))
+		fail_msg("%s\n%s", why, st->buf);
+	const char *root = strstr(st->buf, "\"drive_id\":\"root\"");
+	const char *a = strstr(st->buf, "volumes/a.ext4"), *b = strstr(st->buf, "volumes/b.ext4");
+	assert_non_null(root);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_true(root < a && a < b);
+	const char *first = strstr(st->buf, "\"is_root_device\":true");
+	assert_non_null(first);
+	assert_null(strstr(first + 1, "\"is_root_device\":true"));
+	assert_true(first < a);
+}
+
 /* mtu is a v1.16 field: older Firecracker rejects the whole config with it. */
 static void
 test_fc_config_mtu_gate(void **ts)
@@ -1086,6 +1115,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_fc_config_minimal, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fc_config_full, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fc_config_two_drives, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fc_config_mtu_gate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fc_config_invalid, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_schema_checker_rejects, setup, teardown),
