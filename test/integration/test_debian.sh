@@ -186,14 +186,16 @@ expect_in "$OUT" "Machine 'deb' is running" "deploy output"
 grep -q "image: downloading packages" "$TEST_DIR/progress" || fail "no debootstrap progress reported"
 expect_eq "$(cat "$TEST_DIR/isolation" 2>/dev/null)" checked "debootstrap isolated"
 BUILD_S=$(sed -n 's/^\[+\([0-9]*\)s\] disk: .*/\1/p' "$TEST_DIR/progress" | head -n1)
-[ -f "$SISTEMO_DATA_DIR/images/debian.ext4" ] || fail "no images/debian.ext4"
-ls -a "$SISTEMO_DATA_DIR/images" | grep -q '^\.image-' && fail "staging tree left behind"
+# the built image is in the store (docs/images.md), tagged debian:latest
+IMG=$(jq -r .path <<<"$(sistemo image show debian -o json)")
+[ -f "$IMG" ] || fail "no store file for debian: '$IMG'"
+expect_eq "$(jq -r .source <<<"$(sistemo image show debian -o json)")" builtin "debian source"
+ls -a "$SISTEMO_DATA_DIR/images/tmp" | grep -q '^\.image-' && fail "staging tree left behind"
 BOOT_MS=$(jq -r .boot_ms <<<"$(sistemo machine status deb -o json)")
 ok "deploy builds the image on first use (build ${BUILD_S:-?} s, boot $((BOOT_MS / 1000)) s, deploy ${DEPLOY_S} s)"
 
 # --- what the image holds and does ----------------------------------------------------------
 ID=$(jq -r .id <<<"$(sistemo machine status deb -o json)")
-IMG="$SISTEMO_DATA_DIR/images/debian.ext4"
 debugfs -R "ls /etc/ssh" "$IMG" 2>/dev/null | grep -q ssh_host_ && fail "the image carries SSH host keys"
 expect_eq "$(debugfs -R 'stat /etc/machine-id' "$IMG" 2>/dev/null | sed -n 's/.*Size: \([0-9]*\).*/\1/p' | head -n1)" 0 "empty machine-id in the image"
 T1=$(date +%s)
