@@ -756,8 +756,7 @@ image_fetch_url(struct daemon *d, const char *url, const struct image_progress *
 
 	if (strlen(url) >= PATH_MAX)
 		return err_set(err, ERR_INVALID, "image", ENAMETOOLONG, "URL too long");
-	if (store_image_find_source(d->store, "url", url, ret, err) == 0 &&
-	    access(ret->path, R_OK) == 0) {
+	if (store_image_find_url(d->store, url, ret, err) == 0 && access(ret->path, R_OK) == 0) {
 		image_report(p, "image", 100, "cached: %s", ret->digest);
 		return 0;
 	}
@@ -774,5 +773,7 @@ image_fetch_url(struct daemon *d, const char *url, const struct image_progress *
 		.url = url, .max = URL_IMAGE_MAX, .add = {.source = "url", .source_ref = url}};
 	int r = fetch_store(d, name, &f, p, ret, err);
 	unlink(partial);
+	if (r == 0)
+		r = store_image_set_url(d->store, url, ret->digest, err);
 	return r < 0 ? err_wrap(err, "image '%s'", url) : 0;
 }

@@ -210,9 +210,12 @@ int store_image_list(struct store *s, int (*fn)(void *ud, const struct image_rec
  * that one image alone has. -ENOENT (err untouched) when there is none. */
 int store_image_get(struct store *s, const char *ref, struct image_info *ret, struct err *err);
 
-/* The newest image recorded with this source and source_ref (a URL's cache). -ENOENT when none. */
-int store_image_find_source(struct store *s, const char *source, const char *source_ref,
-			    struct image_info *ret, struct err *err);
+/* The image last downloaded from url (a deploy's cache). -ENOENT when none. */
+int store_image_find_url(struct store *s, const char *url, struct image_info *ret,
+			 struct err *err);
+
+/* Records that url gave the image digest. */
+int store_image_set_url(struct store *s, const char *url, const char *digest, struct err *err);
 
 /* Records an image (kept as it is when its digest is there already) and points tag (may be
  * NULL or "") at it, in one transaction. */

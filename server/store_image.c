@@ -93,18 +93,28 @@ store_image_get(struct store *s, const char *ref, struct image_info *ret, struct
 }
 
 int
-store_image_find_source(struct store *s, const char *source, const char *source_ref,
-			struct image_info *ret, struct err *err)
+store_image_find_url(struct store *s, const char *url, struct image_info *ret, struct err *err)
 {
-	const struct bind b[] = {TEXT(source), TEXT(source_ref)};
+	const struct bind b[] = {TEXT(url)};
 	struct image_cb cb = {image_copy, ret};
 
 	memset(ret, 0, sizeof(*ret));
 	int r = query(s, "find image",
-		      IMAGE_SELECT "WHERE i.source = ?1 AND i.source_ref = ?2 "
-				   "ORDER BY i.created_ms DESC LIMIT 1",
+		      IMAGE_SELECT "WHERE i.digest = (SELECT digest FROM image_url WHERE url = ?1)",
 		      b, ARRAY_SIZE(b), image_row, &cb, err);
 	return r < 0 ? r : ret->digest[0] ? 0 : -ENOENT;
+}
+
+int
+store_image_set_url(struct store *s, const char *url, const char *digest, struct err *err)
+{
+	const struct bind b[] = {TEXT(url), TEXT(digest), INT(store_now_ms())};
+
+	return query(s, "record image URL",
+		     "INSERT INTO image_url (url, digest, fetched_ms) VALUES (?1, ?2, ?3) "
+		     "ON CONFLICT (url) DO UPDATE SET digest = excluded.digest, "
+		     "fetched_ms = excluded.fetched_ms",
+		     b, ARRAY_SIZE(b), NULL, NULL, err);
 }
 
 int

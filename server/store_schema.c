@@ -120,6 +120,12 @@ static const char *const migrations[] = {
 	"    substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6))),"
 	"    name || '-root', storage_mb, 'vms/' || id || '/rootfs.ext4', 'root', 'attached', id,"
 	"    0, created_ms, created_ms FROM machine;",
+	/* 3: images deployed from a URL, cached: the URL's digest (the same bytes may have come
+	 * from the registry or an import first) */
+	"CREATE TABLE image_url ("
+	"  url TEXT PRIMARY KEY,"
+	"  digest TEXT NOT NULL REFERENCES image(digest) ON DELETE CASCADE,"
+	"  fetched_ms INTEGER NOT NULL);",
 };
 
 unsigned
