@@ -91,9 +91,14 @@ static struct nft_port all_ports[ARRAY_SIZE(base_ports) + SYNTH_PORTS];
 static struct nft_model
 model(size_t n_ports)
 {
-	return (struct nft_model){
-		networks, ARRAY_SIZE(networks), machines, ARRAY_SIZE(machines), all_ports, n_ports,
-		guarded,  ARRAY_SIZE(guarded)};
+	return (struct nft_model){.networks = networks,
+				  .n_networks = ARRAY_SIZE(networks),
+				  .machines = machines,
+				  .n_machines = ARRAY_SIZE(machines),
+				  .ports = all_ports,
+				  .n_ports = n_ports,
+				  .guarded_ports = guarded,
+				  .n_guarded = ARRAY_SIZE(guarded)};
 }
 
 /* ---- helpers ------------------------------------------------------------------------------- */
