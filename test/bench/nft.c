@@ -74,7 +74,7 @@ apply(size_t n_ports, const struct nft_port *ports)
 	static const struct nft_machine mc = {
 		"web", "vh-00000002", "sistemo0", MACHINE_IP, NFT_MODE_BRIDGE, NULL, 0, NULL, 0};
 	static const uint16_t guarded[] = {7777, 7778};
-	struct nft_model m = {&net, 1, &mc, 1, ports, n_ports, guarded, 2};
+	struct nft_model m = {&net, 1, &mc, 1, ports, n_ports, guarded, 2, false};
 	struct err err = {0};
 
 	if (nft_apply(&m, &err) < 0)
