@@ -8,10 +8,10 @@ set -euo pipefail
 build=(build-essential cmake pkg-config clang-format clang-tidy
 	libprotobuf-c-dev protobuf-c-compiler libnng-dev libsqlite3-dev
 	libnl-3-dev libnl-route-3-dev libnftnl-dev libmnl-dev libnftables-dev libssh2-1-dev
-	libmbedtls-dev libcrypt-dev libyaml-dev libcmocka-dev
+	libmbedtls-dev libcrypt-dev libyaml-dev libcmocka-dev libarchive-dev libjansson-dev
 	libcurl4-openssl-dev zlib1g-dev liblzma-dev libzstd-dev)
 runtime=(nftables libnftables1 iproute2 e2fsprogs openssh-client sqlite3 procps util-linux
-	libcurl4 zlib1g liblzma5 libzstd1)
+	libcurl4 zlib1g liblzma5 libzstd1 libarchive13 libjansson4)
 test=(jq zsh fish iputils-ping python3 nftables curl)
 guest=(qemu-system-x86 busybox-static dropbear-bin debootstrap kmod cpio)
 # `sistemo kernel build`: the kernel source and what compiling it needs beyond build-essential
