@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "extract.h"
 #include "kit_debian.h"
 #include "kit_image.h"
 #include "kit_tree.h"
@@ -285,15 +286,64 @@ stage_dir(struct build *b, struct err *err)
 	return fstat(src, &st) < 0 ? -errno : copy_attrs(dst, &st) < 0 ? -errno : 0;
 }
 
-/* ---- archives ------------------------------------------------------------------------------ */
+/* ---- archives (extract.c) ------------------------------------------------------------------ */
 
-/* Tarballs and image archives arrive with the safe unpacker (extract.c). */
+static void
+extract_progress(void *ud, uint64_t done, uint64_t total)
+{
+	const struct build *b = ud;
+
+	image_report(b->p, "extract", 10 + (total ? (unsigned)(50 * done / total) : 0),
+		     "unpacking: %.1f of %.1f MiB", (double)done / MIB, (double)total / MIB);
+}
+
+static char **
+arena_strv(struct arena *a, char **v, size_t n)
+{
+	char **out = arena_alloc(a, (n + 1) * sizeof(*out));
+
+	for (size_t i = 0; out && i < n; i++)
+		out[i] = arena_strdup(a, v[i]);
+	return out;
+}
+
+static void
+meta_from_oci(struct build *b, const struct oci_meta *m)
+{
+	Sistemo__V1__ImageMeta *o = b->meta;
+
+	o->entrypoint = arena_strv(b->a, m->entrypoint, m->n_entrypoint);
+	o->n_entrypoint = m->n_entrypoint;
+	o->cmd = arena_strv(b->a, m->cmd, m->n_cmd);
+	o->n_cmd = m->n_cmd;
+	o->env = arena_strv(b->a, m->env, m->n_env);
+	o->n_env = m->n_env;
+	o->workdir = arena_strdup(b->a, m->workdir ? m->workdir : "");
+}
+
 static int
 stage_archive(struct build *b, struct err *err)
 {
-	return err_set(err, ERR_UNIMPLEMENTED, "from", ENOSYS,
-		       "'%s': builds from tarballs and image archives are not implemented yet",
-		       b->s->from);
+	struct extract_opts o = {
+		.allow_devices = true, .progress = extract_progress, .progress_ud = b};
+	struct extract_stats st = {0};
+	struct oci_meta m = {0};
+	int r;
+
+	image_report(b->p, "extract", 10, "unpacking the %s '%s'",
+		     b->source == IMAGE_BUILD_OCI ? "image archive" : "tarball", b->s->from);
+	if (b->source == IMAGE_BUILD_TARBALL)
+		return extract_tar(b->s->from, b->tree, &o, &st, err);
+	r = extract_oci(b->s->from, NULL, b->tree, &o, &m, &st, err);
+	if (r == 0) {
+		meta_from_oci(b, &m);
+		image_report(b->p, "extract", 60,
+			     "%llu files, %llu whiteouts applied; entrypoint: %zu words, cmd: %zu",
+			     (unsigned long long)st.files, (unsigned long long)st.whiteouts,
+			     m.n_entrypoint, m.n_cmd);
+	}
+	oci_meta_free(&m);
+	return r;
 }
 
 /* ---- Debian ---------------------------------------------------------------------------- */
