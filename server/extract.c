@@ -1150,6 +1150,8 @@ extract_tar(const char *archive, const char *dest, const struct extract_opts *o,
 
 	if (r == 0)
 		r = input_read(&x, archive, tar_apply, NULL);
+	if (r == 0 && x.entries == 0)
+		r = err_set(err, ERR_INVALID, NULL, ENODATA, "no entries: not a root filesystem");
 	if (r == 0)
 		r = fixups_apply(&x);
 	if (r == 0)
@@ -1209,7 +1211,8 @@ stash_file(int root)
 	return fd;
 }
 
-/* The member a symlink or hard link member names, normalized; NULL for other members. */
+/* Whether the member is a symlink or a hard link (*ret_link) and, if so, the member it names,
+ * normalized, into out. */
 static int
 member_link(struct archive_entry *e, const char *name, char out[PATH_MAX], bool *ret_link)
 {
@@ -1470,8 +1473,8 @@ plan_fill(struct ctx *x, struct plan *p, const char *config, json_t *layers, boo
 	if (!(p->config = strdup(config)) ||
 	    !(p->layers = calloc(json_array_size(layers) + 1, sizeof(char *))))
 		return err_set(x->err, ERR_EXHAUSTED, NULL, ENOMEM, "out of memory");
-	json_array_foreach(layers, i, l)
-	{
+	for (i = 0; i < json_array_size(layers); i++) {
+		l = json_array_get(layers, i);
 		if (!oci) {
 			r = plan_add_layer(x, p, json_string_value(l));
 		} else if ((r = blob_name(x, json_string_value(json_object_get(l, "digest")),
@@ -1487,14 +1490,11 @@ plan_fill(struct ctx *x, struct plan *p, const char *config, json_t *layers, boo
 static bool
 docker_tagged(json_t *image, const char *tag)
 {
-	json_t *t;
-	size_t i;
+	json_t *tags = json_object_get(image, "RepoTags");
 
-	json_array_foreach(json_object_get(image, "RepoTags"), i, t)
-	{
-		if (tag_matches(json_string_value(t), tag))
+	for (size_t i = 0; i < json_array_size(tags); i++)
+		if (tag_matches(json_string_value(json_array_get(tags, i)), tag))
 			return true;
-	}
 	return false;
 }
 
@@ -1508,8 +1508,8 @@ plan_docker(struct ctx *x, json_t *manifest, const char *tag, struct plan *p)
 
 	if (!json_is_array(manifest))
 		return err_set(x->err, ERR_INVALID, NULL, EINVAL, "manifest.json: not a list");
-	json_array_foreach(manifest, i, v)
-	{
+	for (i = 0; i < json_array_size(manifest); i++) {
+		v = json_array_get(manifest, i);
 		if (!tag || docker_tagged(v, tag)) {
 			image = image ? image : v;
 			matches++;
@@ -1557,8 +1557,8 @@ desc_pick(struct ctx *x, json_t *index, const char *tag, char blob[PATH_MAX])
 	json_t *list = json_object_get(index, "manifests"), *d, *pick = NULL, *host = NULL;
 	size_t i, matches = 0;
 
-	json_array_foreach(list, i, d)
-	{
+	for (i = 0; i < json_array_size(list); i++) {
+		d = json_array_get(list, i);
 		if (tag && !desc_tagged(d, tag))
 			continue;
 		pick = pick ? pick : d;
@@ -1654,30 +1654,23 @@ static int
 strv_from_json(json_t *v, bool keys, char ***ret, size_t *ret_n)
 {
 	size_t n = keys ? json_object_size(v) : json_array_size(v), i = 0;
-	const char *key;
-	json_t *item;
 	char **list;
 
 	if (!v || json_is_null(v))
 		return 0;
 	if ((keys ? !json_is_object(v) : !json_is_array(v)) || n > LIST_MAX)
 		return -EINVAL;
-	json_array_foreach(v, i, item)
-	{
-		if (!json_is_string(item))
+	for (i = 0; !keys && i < n; i++)
+		if (!json_is_string(json_array_get(v, i)))
 			return -EINVAL;
-	}
 	if (!(list = calloc(n + 1, sizeof(char *))))
 		return -ENOMEM;
 	i = 0;
-	json_object_foreach(v, key, item)
-	{
-		list[i++] = strdup(key);
-	}
-	json_array_foreach(v, i, item)
-	{
-		list[i] = strdup(json_string_value(item));
-	}
+	for (void *it = keys ? json_object_iter(v) : NULL; it && i < n;
+	     it = json_object_iter_next(v, it))
+		list[i++] = strdup(json_object_iter_key(it));
+	for (i = 0; !keys && i < n; i++)
+		list[i] = strdup(json_string_value(json_array_get(v, i)));
 	for (i = 0; i < n; i++)
 		if (!list[i]) {
 			strv_free(list, n);
@@ -1943,8 +1936,6 @@ oci_meta_from_json(const char *json, struct oci_meta *meta, struct err *err)
 {
 	cleanup_(jsonv) json_t *o = NULL;
 	json_error_t je;
-	const char *key;
-	json_t *v;
 	int r;
 
 	*meta = (struct oci_meta){0};
@@ -1955,12 +1946,11 @@ oci_meta_from_json(const char *json, struct oci_meta *meta, struct err *err)
 	if (!json_is_object(o))
 		return err_set(err, ERR_INVALID, NULL, EINVAL, "image settings: %s",
 			       o ? "not an object" : je.text);
-	json_object_foreach(o, key, v)
-	{
-		if (!meta_key_known(key))
+	for (void *it = json_object_iter(o); it; it = json_object_iter_next(o, it))
+		if (!meta_key_known(json_object_iter_key(it)))
 			return err_set(err, ERR_INVALID, NULL, EINVAL,
-				       "image settings: unknown key '%s'", key);
-	}
+				       "image settings: unknown key '%s'",
+				       json_object_iter_key(it));
 	if ((r = meta_fill(o, false, meta, err)) < 0)
 		oci_meta_free(meta);
 	return r;

@@ -627,6 +627,12 @@ test_bad_input(void **ts)
 	assert_int_equal(st->err.code, ERR_INVALID);
 	assert_contains(st->err.msg, "archive '");
 
+	/* an empty file */
+	assert_int_equal(truncate(st->tar, 0), 0);
+	err_clear(&st->err);
+	assert_true(extract(st, NULL) < 0);
+	assert_contains(st->err.msg, "no entries");
+
 	/* a missing archive, a directory */
 	err_clear(&st->err);
 	assert_int_equal(extract_tar("/nonexistent.tar", st->dest, NULL, NULL, &st->err), -ENOENT);
