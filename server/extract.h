@@ -54,8 +54,9 @@ struct extract_stats {
 
 /* Unpacks a rootfs tarball (tar, optionally gzip, bzip2, xz, lzma, zstd or lz4 compressed) into
  * dest, an existing empty directory. o may be NULL (the defaults); st, when not NULL, gets the
- * counts, also on failure. Errors name the archive and the entry: ERR_INVALID for a refused or
- * corrupt archive, ERR_EXHAUSTED past a bound, ERR_PRECONDITION when dest is not empty. */
+ * counts, also on failure. Errors name the archive and the entry: ERR_INVALID for a refused,
+ * corrupt or empty archive, ERR_EXHAUSTED past a bound, ERR_PRECONDITION when dest is not
+ * empty. */
 int extract_tar(const char *archive, const char *dest, const struct extract_opts *o,
 		struct extract_stats *st, struct err *err);
 
