@@ -96,7 +96,8 @@ void oci_meta_free(struct oci_meta *meta);
 
 /* Appends meta as one compact JSON object (for SQLite):
  * {"entrypoint":[...],"cmd":[...],"env":[...],"ports":[...],"workdir":"/app","user":"1000"}
- * (workdir and user are null when unset). Returns 0 or -ENOMEM. */
+ * (workdir and user are null when unset). Returns 0, -ENOMEM, or -EINVAL when a string is not
+ * UTF-8 (JSON cannot carry it). */
 int oci_meta_to_json(const struct oci_meta *meta, struct strbuf *out);
 
 /* Parses what oci_meta_to_json wrote into meta (zeroed first; missing keys are empty). Strict:
