@@ -233,6 +233,23 @@ ok "stop powers the guest off cleanly (${STOP_S} s)"
 
 run sistemo machine delete deb -y
 expect_rc 0 "delete"
-echo "times: image build ${BUILD_S:-?} s, boot $((BOOT_MS / 1000)) s, deploy ${DEPLOY_S} s," \
+
+# --- image build debian: a release and extra packages, into the store -----------------------
+T1=$(date +%s)
+run sistemo image build mydeb --type debian --release bookworm --packages curl,less
+BUILD2_S=$(elapsed "$T1")
+expect_rc 0 "image build debian"
+expect_in "$OUT" "Image 'mydeb' built: sha256:" "build output"
+expect_in "$ERR" "debootstrap" "debootstrap progress"
+run sistemo image show mydeb -o json
+expect_eq "$(jq -r .source <<<"$OUT")" build "build source"
+expect_eq "$(jq -r .ssh <<<"$OUT")" openssh "OpenSSH found in the tree"
+expect_eq "$(jq -r .source_ref <<<"$OUT")" "debootstrap bookworm" "build source_ref"
+IMG2=$(jq -r .path <<<"$OUT")
+debugfs -R "stat /usr/bin/curl" "$IMG2" 2>/dev/null | grep -q "Type: regular" || fail "no curl in the built image"
+debugfs -R "ls /etc/ssh" "$IMG2" 2>/dev/null | grep -q ssh_host_ && fail "the built image carries SSH host keys"
+ls -a "$SISTEMO_DATA_DIR/images/tmp" | grep -q '^build-' && fail "build tree left behind"
+ok "image build debian --packages: curl in, OpenSSH found, no host keys (${BUILD2_S} s)"
+echo "times: image build ${BUILD_S:-?} s, image build --packages ${BUILD2_S} s, boot $((BOOT_MS / 1000)) s, deploy ${DEPLOY_S} s," \
 	"exec ${EXEC_S} s, stop ${STOP_S} s, total $(elapsed "$T0") s"
 finish
