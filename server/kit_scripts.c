@@ -330,22 +330,22 @@ const char kit_script_initramfs_init[] =
 	"\tdone\n"                                                                                 \
 	"}\n"                                                                                      \
 	"\n"                                                                                       \
-	"# the image's OCI command (docs/images.md), once the machine is ready: in the "          \
-	"background,\n"                                                                           \
+	"# the image's OCI command (docs/images.md), once the machine is ready: in the "           \
+	"background,\n"                                                                            \
 	"# its output in /var/log/sistemo-entrypoint.log, its exit status in\n"                    \
 	"# /run/sistemo-entrypoint.status; sistemo-init stays PID 1 and reaps it\n"                \
 	"run_entrypoint() {\n"                                                                     \
 	"\t[ -f /etc/sistemo/entrypoint ] || return 1\n"                                           \
-	"\tsay \"starting the image's entrypoint\"\n"                                               \
+	"\tsay \"starting the image's entrypoint\"\n"                                              \
 	"\tmkdir -p /var/log\n"                                                                    \
 	"\t(\n"                                                                                    \
-	"\t\t/bin/sh /etc/sistemo/entrypoint </dev/null >>/var/log/sistemo-entrypoint.log 2>&1\n" \
+	"\t\t/bin/sh /etc/sistemo/entrypoint </dev/null >>/var/log/sistemo-entrypoint.log 2>&1\n"  \
 	"\t\tstatus=$?\n"                                                                          \
 	"\t\techo \"$status\" >/run/sistemo-entrypoint.status\n"                                   \
 	"\t\tsay \"the entrypoint exited with status $status\"\n"                                  \
 	"\t) &\n"                                                                                  \
-	"}\n"                                                                                     \
-	"\n"                                                                                      \
+	"}\n"                                                                                      \
+	"\n"                                                                                       \
 	"hand_over() {\n"                                                                          \
 	"\tself=$(readlink -f \"$0\" 2>/dev/null || echo \"$0\")\n"                                \
 	"\ttarget=$(readlink -f /sbin/init 2>/dev/null || echo)\n"                                 \

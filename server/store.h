@@ -211,8 +211,7 @@ int store_image_list(struct store *s, int (*fn)(void *ud, const struct image_rec
 int store_image_get(struct store *s, const char *ref, struct image_info *ret, struct err *err);
 
 /* The image last downloaded from url (a deploy's cache). -ENOENT when none. */
-int store_image_find_url(struct store *s, const char *url, struct image_info *ret,
-			 struct err *err);
+int store_image_find_url(struct store *s, const char *url, struct image_info *ret, struct err *err);
 
 /* Records that url gave the image digest. */
 int store_image_set_url(struct store *s, const char *url, const char *digest, struct err *err);
