@@ -82,19 +82,21 @@ expect_in "$ERR" "machine 'nope' not found" "not found message"
 ok "machine list, network list and not-found"
 
 # --- later capabilities answer UNIMPLEMENTED and are audited ---------------------------
+run sistemo machine terminal web
+expect_rc 9 "terminal (not yet)"
+expect_in "$ERR" "it comes with the dashboard" "unimplemented names the capability"
 run sistemo machine volume attach web data
-expect_rc 9 "volume attach (not yet)"
-expect_in "$ERR" "it comes with volumes and images" "unimplemented names the capability"
+expect_rc 4 "attach to a missing machine"
 run sistemo machine deploy tiny --memory 12X
 expect_rc 2 "bad size"
 expect_in "$ERR" "'12X'" "bad size named"
-run sistemo volume create 1G --name data
-expect_rc 9 "volume create (not yet)"
+run sistemo network delete nosuch
+expect_rc 4 "delete a missing network"
 
 # --- history: every mutating call audited with the caller ------------------------------
 run sistemo history -o json
 expect_rc 0 "history"
-expect_eq "$(jq -r '.entries[0].action' <<<"$OUT")" volume.create "newest first"
+expect_eq "$(jq -r '.entries[0].action' <<<"$OUT")" network.delete "newest first"
 expect_eq "$(jq -r '.entries[1].action' <<<"$OUT")" machine.attach_volume "attach audited"
 expect_eq "$(jq -r '.entries[1].actor' <<<"$OUT")" uid:0 "actor is the peer uid"
 expect_eq "$(jq -r '.entries[1].target_name' <<<"$OUT")" web "target"
