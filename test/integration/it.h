@@ -5,12 +5,14 @@
 #pragma once
 
 #include <errno.h>
+#include <stdarg.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define IT_SKIP 77
@@ -44,4 +46,47 @@ it_isolate(void)
 	/* lo up, so loopback works inside the new namespace */
 	if (system("ip link set lo up") != 0)
 		it_skip("cannot bring lo up (iproute2 missing?)");
+}
+
+/* Runs a shell command with its output discarded; returns its exit status (-1: not run). */
+static inline int it_cmd(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline int
+it_cmd(const char *fmt, ...)
+{
+	char c[512], full[600];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c, sizeof(c), fmt, ap);
+	va_end(ap);
+	snprintf(full, sizeof(full), "%s >/dev/null 2>&1", c);
+	int status = system(full);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Runs a shell command, keeps up to size-1 bytes of its stdout (the rest is read and dropped,
+ * so the command never blocks on a full pipe); returns its exit status (-1: not run). */
+static inline int it_cmd_out(char *buf, size_t size, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static inline int
+it_cmd_out(char *buf, size_t size, const char *fmt, ...)
+{
+	char line[512], drop[4096];
+	va_list ap;
+	size_t len = 0, n;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	buf[0] = '\0';
+	FILE *p = popen(line, "r");
+	if (!p)
+		return -1;
+	while (len + 1 < size && (n = fread(buf + len, 1, size - 1 - len, p)) > 0)
+		len += n;
+	buf[len] = '\0';
+	while (fread(drop, 1, sizeof(drop), p) > 0)
+		;
+	int status = pclose(p);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }

@@ -44,44 +44,6 @@ static const char *const ips[] = {"10.200.0.2", "10.200.0.3"};
 
 /* Runs a shell command, keeps up to size-1 bytes of its stdout (the rest is read and dropped,
  * so the command never blocks on a full pipe); returns its exit status. */
-static int cmd_out(char *buf, size_t size, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int cmd(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int
-cmd_out(char *buf, size_t size, const char *fmt, ...)
-{
-	char line[512], drop[4096];
-	va_list ap;
-	size_t len = 0, n;
-
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	FILE *p = popen(line, "r");
-	assert_non_null(p);
-	while (len + 1 < size && (n = fread(buf + len, 1, size - 1 - len, p)) > 0)
-		len += n;
-	buf[len] = '\0';
-	while (fread(drop, 1, sizeof(drop), p) > 0)
-		;
-	int status = pclose(p);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-static int
-cmd(const char *fmt, ...)
-{
-	char c[512], full[600];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(c, sizeof(c), fmt, ap);
-	va_end(ap);
-	snprintf(full, sizeof(full), "%s >/dev/null 2>&1", c);
-	int status = system(full);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 /* `ip -j -d link show` output of one link: true when its "flags" array holds flag. */
 static bool
@@ -109,8 +71,8 @@ assert_has(const char *json, const char *what)
 static void
 link_json(const char *ns, const char *dev, char *buf, size_t size)
 {
-	int rc = ns ? cmd_out(buf, size, "ip -n %s -j -d link show dev %s 2>/dev/null", ns, dev)
-		    : cmd_out(buf, size, "ip -j -d link show dev %s 2>/dev/null", dev);
+	int rc = ns ? it_cmd_out(buf, size, "ip -n %s -j -d link show dev %s 2>/dev/null", ns, dev)
+		    : it_cmd_out(buf, size, "ip -j -d link show dev %s 2>/dev/null", dev);
 	if (rc != 0)
 		fail_msg("link '%s' in '%s' not found", dev, ns ? ns : "host");
 }
@@ -118,18 +80,18 @@ link_json(const char *ns, const char *dev, char *buf, size_t size)
 static bool
 link_exists(const char *ns, const char *dev)
 {
-	return ns ? cmd("ip -n %s link show dev %s", ns, dev) == 0
-		  : cmd("ip link show dev %s", dev) == 0;
+	return ns ? it_cmd("ip -n %s link show dev %s", ns, dev) == 0
+		  : it_cmd("ip link show dev %s", dev) == 0;
 }
 
 /* The names of a namespace's links (ns NULL: ours), sorted, each followed by a space. */
 static void
 link_names(const char *ns, char *buf, size_t size)
 {
-	cmd_out(buf, size,
-		"ip %s %s -j link | grep -o '\"ifname\":\"[^\"]*\"' | cut -d'\"' -f4 | sort | "
-		"tr '\\n' ' '",
-		ns ? "-n" : "", ns ? ns : "");
+	it_cmd_out(buf, size,
+		   "ip %s %s -j link | grep -o '\"ifname\":\"[^\"]*\"' | cut -d'\"' -f4 | sort | "
+		   "tr '\\n' ' '",
+		   ns ? "-n" : "", ns ? ns : "");
 }
 
 /* Every host link there now was there at `before`: a rollback made nothing that stayed. Links
@@ -195,7 +157,7 @@ netns_listed(const char *ns)
 {
 	char out[4096];
 
-	cmd_out(out, sizeof(out), "ip netns list");
+	it_cmd_out(out, sizeof(out), "ip netns list");
 	for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n"))
 		if (strncmp(line, ns, strlen(ns)) == 0 &&
 		    (line[strlen(ns)] == '\0' || line[strlen(ns)] == ' '))
@@ -286,14 +248,14 @@ machines_down(void **state)
 		r |= netns_machine_delete(&n, &err);
 	}
 	/* whatever a failed test left behind */
-	cmd("ip link del notabridge");
-	cmd("ip link del vh-cafe0001");
-	cmd("ip link del vh-cafe0009");
-	cmd("ip link del vh-cafe000a");
-	cmd("ip link del vh-cafe");
-	cmd("umount /dev/net/tun");
-	cmd("ip netns del other");
-	cmd("ip netns del sistemo");
+	it_cmd("ip link del notabridge");
+	it_cmd("ip link del vh-cafe0001");
+	it_cmd("ip link del vh-cafe0009");
+	it_cmd("ip link del vh-cafe000a");
+	it_cmd("ip link del vh-cafe");
+	it_cmd("umount /dev/net/tun");
+	it_cmd("ip netns del other");
+	it_cmd("ip netns del sistemo");
 	return r < 0 ? -1 : 0;
 }
 
@@ -304,7 +266,7 @@ bridge_read_back(void)
 {
 	char out[8192];
 
-	assert_int_equal(cmd_out(out, sizeof(out), "ip -j -d addr show dev " BRIDGE), 0);
+	assert_int_equal(it_cmd_out(out, sizeof(out), "ip -j -d addr show dev " BRIDGE), 0);
 	assert_has(out, "\"local\":\"10.200.0.1\",\"prefixlen\":16");
 	assert_has(out, "\"info_kind\":\"bridge\"");
 	assert_has(out, "\"address\":\"02:73:0a:c8:00:01\"");
@@ -319,14 +281,14 @@ bridge_ensure_idempotent(void **state)
 
 	(void)state;
 	bridge_read_back();
-	cmd_out(before, sizeof(before), "ip -j addr show dev " BRIDGE);
+	it_cmd_out(before, sizeof(before), "ip -j addr show dev " BRIDGE);
 	assert_int_equal(netns_bridge_ensure(BRIDGE, GATEWAY, PREFIX, &err), 0);
-	cmd_out(after, sizeof(after), "ip -j addr show dev " BRIDGE);
+	it_cmd_out(after, sizeof(after), "ip -j addr show dev " BRIDGE);
 	assert_string_equal(before, after);
 
 	/* repairs: a missing address comes back, a downed bridge goes up */
-	assert_int_equal(cmd("ip addr flush dev " BRIDGE), 0);
-	assert_int_equal(cmd("ip link set " BRIDGE " down"), 0);
+	assert_int_equal(it_cmd("ip addr flush dev " BRIDGE), 0);
+	assert_int_equal(it_cmd("ip link set " BRIDGE " down"), 0);
 	assert_int_equal(netns_bridge_ensure(BRIDGE, GATEWAY, PREFIX, &err), 0);
 	bridge_read_back();
 }
@@ -337,7 +299,7 @@ bridge_refuses_other_link(void **state)
 	struct err err = {0};
 
 	(void)state;
-	assert_int_equal(cmd("ip link add notabridge type veth peer name notabridge-p"), 0);
+	assert_int_equal(it_cmd("ip link add notabridge type veth peer name notabridge-p"), 0);
 	assert_int_equal(netns_bridge_ensure("notabridge", GATEWAY, PREFIX, &err), -EEXIST);
 	assert_int_equal(err.code, ERR_EXISTS);
 	assert_string_equal(err.msg,
@@ -346,7 +308,7 @@ bridge_refuses_other_link(void **state)
 	assert_int_equal(netns_bridge_delete("notabridge", &err), -EINVAL);
 	assert_int_equal(err.code, ERR_PRECONDITION);
 	assert_true(link_exists(NULL, "notabridge"));
-	assert_int_equal(cmd("ip link del notabridge"), 0);
+	assert_int_equal(it_cmd("ip link del notabridge"), 0);
 	assert_int_equal(netns_bridge_delete("notabridge", &err), 0); /* missing: success */
 }
 
@@ -413,10 +375,10 @@ machine_topology_exact(void **state)
 	assert_null(strstr(out, "\"master\""));
 	for (unsigned i = 0; i < 3; i++) {
 		static const char *const l2[] = {"br0", "eth0", "tap0"};
-		cmd_out(out, sizeof(out), "ip -n %s -j -6 addr show dev %s", n.ns, l2[i]);
+		it_cmd_out(out, sizeof(out), "ip -n %s -j -6 addr show dev %s", n.ns, l2[i]);
 		assert_string_equal(out, "[]\n");
 	}
-	cmd_out(out, sizeof(out), "ip -n %s -j addr show dev lo", n.ns);
+	it_cmd_out(out, sizeof(out), "ip -n %s -j addr show dev lo", n.ns);
 	assert_has(out, "\"local\":\"::1\"");
 	assert_true(has_flag(out, "UP"));
 }
@@ -447,16 +409,16 @@ qemu_opens_tap(void **state)
 	char out[4096];
 
 	(void)state;
-	if (cmd("command -v qemu-system-x86_64") != 0) {
+	if (it_cmd("command -v qemu-system-x86_64") != 0) {
 		print_message("qemu-system-x86_64 not installed: TAP open by QEMU not checked\n");
 		return;
 	}
 	names(0, &n);
-	int rc = cmd_out(out, sizeof(out),
-			 "echo quit | timeout 30 ip netns exec %s qemu-system-x86_64 -M none "
-			 "-nodefaults -display none -monitor stdio -netdev "
-			 "tap,id=n0,ifname=%s,script=no,downscript=no 2>&1",
-			 n.ns, n.tap);
+	int rc = it_cmd_out(out, sizeof(out),
+			    "echo quit | timeout 30 ip netns exec %s qemu-system-x86_64 -M none "
+			    "-nodefaults -display none -monitor stdio -netdev "
+			    "tap,id=n0,ifname=%s,script=no,downscript=no 2>&1",
+			    n.ns, n.tap);
 	if (rc != 0)
 		fail_msg("qemu could not open '%s': %s", n.tap, out);
 	/* it attached to ours (a missing name it would have created and removed) */
@@ -533,18 +495,18 @@ traffic_flows(void **state)
 	names(0, &a);
 	names(1, &b);
 	/* stand-ins for the guests behind tap0: an address on each namespace bridge */
-	assert_int_equal(cmd("ip -n %s addr add %s/16 dev br0", a.ns, ips[0]), 0);
-	assert_int_equal(cmd("ip -n %s addr add %s/16 dev br0", b.ns, ips[1]), 0);
+	assert_int_equal(it_cmd("ip -n %s addr add %s/16 dev br0", a.ns, ips[0]), 0);
+	assert_int_equal(it_cmd("ip -n %s addr add %s/16 dev br0", b.ns, ips[1]), 0);
 	udp_from_machine(&b);
-	if (cmd("command -v ping") != 0) {
+	if (it_cmd("command -v ping") != 0) {
 		print_message(
 			"ping (iputils-ping) not installed: ICMP checks skipped, UDP passed\n");
 		return;
 	}
-	assert_int_equal(cmd("ip netns exec %s ping -c 1 -W 2 %s", a.ns, ips[1]), 0);
-	assert_int_equal(cmd("ip netns exec %s ping -c 1 -W 2 10.200.0.1", a.ns), 0);
-	assert_int_equal(cmd("ping -c 1 -W 2 %s", ips[0]), 0);
-	assert_int_equal(cmd("ping -c 1 -W 2 %s", ips[1]), 0);
+	assert_int_equal(it_cmd("ip netns exec %s ping -c 1 -W 2 %s", a.ns, ips[1]), 0);
+	assert_int_equal(it_cmd("ip netns exec %s ping -c 1 -W 2 10.200.0.1", a.ns), 0);
+	assert_int_equal(it_cmd("ping -c 1 -W 2 %s", ips[0]), 0);
+	assert_int_equal(it_cmd("ping -c 1 -W 2 %s", ips[1]), 0);
 }
 
 static int
@@ -566,11 +528,11 @@ list_only_ours(void **state)
 	struct err err = {0};
 
 	(void)state;
-	assert_int_equal(cmd("ip netns add other"), 0);
-	assert_int_equal(cmd("ip netns add sistemo"), 0);
+	assert_int_equal(it_cmd("ip netns add other"), 0);
+	assert_int_equal(it_cmd("ip netns add sistemo"), 0);
 	assert_int_equal(netns_list(collect, got, &err), 0);
-	cmd("ip netns del other");
-	cmd("ip netns del sistemo");
+	it_cmd("ip netns del other");
+	it_cmd("ip netns del sistemo");
 	bool ab = strcmp(got, "sistemo-1a2b3c4d sistemo-5e6f7a8b ") == 0;
 	bool ba = strcmp(got, "sistemo-5e6f7a8b sistemo-1a2b3c4d ") == 0;
 	if (!ab && !ba)
@@ -587,9 +549,9 @@ assert_nothing_left(const struct netns_names *n)
 	assert_false(netns_machine_exists(n));
 	assert_false(netns_listed(n->ns));
 	assert_int_equal(access(n->ns_path, F_OK), -1);
-	cmd_out(out, sizeof(out), "cat /proc/self/mountinfo");
+	it_cmd_out(out, sizeof(out), "cat /proc/self/mountinfo");
 	assert_null(strstr(out, n->ns_path));
-	cmd_out(out, sizeof(out), "ip -j link");
+	it_cmd_out(out, sizeof(out), "ip -j link");
 	assert_null(strstr(out, "\"ifname\":\"eth0\""));
 	assert_null(strstr(out, "\"ifname\":\"br0\""));
 	assert_null(strstr(out, "\"ifname\":\"tap0\""));
@@ -605,7 +567,7 @@ rollback_when_veth_name_taken(void **state)
 	(void)state;
 	assert_int_equal(netns_names_for("cafe0001-0000-4000-8000-000000000000", &n), 0);
 	/* a link that is not a veth: not a leftover of ours */
-	assert_int_equal(cmd("ip link add %s type bridge", n.veth_host), 0);
+	assert_int_equal(it_cmd("ip link add %s type bridge", n.veth_host), 0);
 	link_names(NULL, before, sizeof(before));
 	assert_int_equal(netns_machine_create(&n, BRIDGE, &err), -EEXIST);
 	assert_int_equal(err.code, ERR_EXISTS);
@@ -616,7 +578,7 @@ rollback_when_veth_name_taken(void **state)
 	assert_no_new_host_links(before);
 	/* the link that was in the way is not ours to delete */
 	assert_true(link_exists(NULL, n.veth_host));
-	assert_int_equal(cmd("ip link del %s", n.veth_host), 0);
+	assert_int_equal(it_cmd("ip link del %s", n.veth_host), 0);
 }
 
 /* A veth holding the host end's name is a leftover of this machine: replaced. */
@@ -628,7 +590,7 @@ leftover_host_end_reclaimed(void **state)
 
 	(void)state;
 	assert_int_equal(netns_names_for("cafe0005-0000-4000-8000-000000000000", &n), 0);
-	assert_int_equal(cmd("ip link add %s type veth peer name vp-cafe0005", n.veth_host), 0);
+	assert_int_equal(it_cmd("ip link add %s type veth peer name vp-cafe0005", n.veth_host), 0);
 	machine_create_ok(&n);
 	assert_false(link_exists(NULL, "vp-cafe0005"));
 	link_json(NULL, n.veth_host, out, sizeof(out));
@@ -650,7 +612,7 @@ rollback_when_attach_fails(void **state)
 
 	(void)state;
 	assert_int_equal(netns_names_for("cafe0002-0000-4000-8000-000000000000", &n), 0);
-	assert_int_equal(cmd("ip link add notabridge type veth peer name notabridge-p"), 0);
+	assert_int_equal(it_cmd("ip link add notabridge type veth peer name notabridge-p"), 0);
 	link_names(NULL, before, sizeof(before));
 	assert_int_equal(netns_machine_create(&n, "notabridge", &err), -EOPNOTSUPP);
 	assert_string_equal(err.msg, "machine netns 'sistemo-cafe0002': attach 'vh-cafe0002' to "
@@ -658,7 +620,7 @@ rollback_when_attach_fails(void **state)
 	assert_nothing_left(&n);
 	assert_false(link_exists(NULL, n.veth_host));
 	assert_no_new_host_links(before);
-	assert_int_equal(cmd("ip link del notabridge"), 0);
+	assert_int_equal(it_cmd("ip link del notabridge"), 0);
 }
 
 /* A step inside the new namespace fails (the TAP: /dev/net/tun is /dev/null in this mount
@@ -673,9 +635,9 @@ rollback_when_tap_fails(void **state)
 	(void)state;
 	assert_int_equal(netns_names_for("cafe000b-0000-4000-8000-000000000000", &n), 0);
 	link_names(NULL, before, sizeof(before));
-	assert_int_equal(cmd("mount --bind /dev/null /dev/net/tun"), 0);
+	assert_int_equal(it_cmd("mount --bind /dev/null /dev/net/tun"), 0);
 	int r = netns_machine_create(&n, BRIDGE, &err);
-	assert_int_equal(cmd("umount /dev/net/tun"), 0);
+	assert_int_equal(it_cmd("umount /dev/net/tun"), 0);
 	assert_int_equal(r, -ENOTTY);
 	assert_string_equal(err.msg, "machine netns 'sistemo-cafe000b': create tap 'tap0': "
 				     "Inappropriate ioctl for device");
@@ -718,7 +680,7 @@ delete_removes_everything(void **state)
 	machine_delete_ok(&n); /* again: missing is success */
 
 	/* a host end whose namespace is already gone (a crash between the two) goes at once */
-	assert_int_equal(cmd("ip link add %s type veth peer name vp-cafe0004", n.veth_host), 0);
+	assert_int_equal(it_cmd("ip link add %s type veth peer name vp-cafe0004", n.veth_host), 0);
 	machine_delete_ok(&n);
 	assert_false(link_exists(NULL, n.veth_host));
 	assert_false(link_exists(NULL, "vp-cafe0004"));
@@ -790,10 +752,10 @@ orphan_links_removed(void **state)
 	char asked[256] = "";
 
 	(void)state;
-	assert_int_equal(cmd("ip link add vh-cafe0008 type veth peer name vp-cafe0008"), 0);
-	assert_int_equal(cmd("ip link add vh-cafe0009 type veth peer name vp-cafe0009"), 0);
-	assert_int_equal(cmd("ip link add vh-cafe000a type bridge"), 0);
-	assert_int_equal(cmd("ip link add vh-cafe type veth peer name vp-cafe"), 0);
+	assert_int_equal(it_cmd("ip link add vh-cafe0008 type veth peer name vp-cafe0008"), 0);
+	assert_int_equal(it_cmd("ip link add vh-cafe0009 type veth peer name vp-cafe0009"), 0);
+	assert_int_equal(it_cmd("ip link add vh-cafe000a type bridge"), 0);
+	assert_int_equal(it_cmd("ip link add vh-cafe type veth peer name vp-cafe"), 0);
 	/* a namespace unmounted while something still holds it (a VMM not stopped): its host
 	 * end lives on */
 	assert_int_equal(netns_names_for("cafe000c-0000-4000-8000-000000000000", &held), 0);

@@ -103,46 +103,6 @@ model(size_t n_ports)
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
-static int cmd(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int cmd_out(char *buf, size_t size, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int
-cmd(const char *fmt, ...)
-{
-	char c[512], full[600];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(c, sizeof(c), fmt, ap);
-	va_end(ap);
-	snprintf(full, sizeof(full), "%s >/dev/null 2>&1", c);
-	int status = system(full);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-/* Runs a shell command, keeps up to size-1 bytes of its stdout; returns its exit status. */
-static int
-cmd_out(char *buf, size_t size, const char *fmt, ...)
-{
-	char line[512], drop[4096];
-	va_list ap;
-	size_t len = 0, n;
-
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	FILE *p = popen(line, "r");
-	assert_non_null(p);
-	while (len + 1 < size && (n = fread(buf + len, 1, size - 1 - len, p)) > 0)
-		len += n;
-	buf[len] = '\0';
-	while (fread(drop, 1, sizeof(drop), p) > 0)
-		;
-	int status = pclose(p);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 static void
 write_file(const char *path, const char *value)
 {
@@ -357,49 +317,49 @@ blocked(const char *ns, int type, const char *src, const char *dst, uint16_t por
 static void
 machine_up(const struct node *n)
 {
-	assert_int_equal(cmd("ip netns add %s", n->ns), 0);
-	assert_int_equal(cmd("ip link add %s type veth peer name eth0 netns %s", n->veth, n->ns),
+	assert_int_equal(it_cmd("ip netns add %s", n->ns), 0);
+	assert_int_equal(it_cmd("ip link add %s type veth peer name eth0 netns %s", n->veth, n->ns),
 			 0);
-	assert_int_equal(cmd("ip link set %s master %s up", n->veth, n->bridge), 0);
-	assert_int_equal(cmd("ip -n %s addr add %s dev eth0", n->ns, n->addr), 0);
-	assert_int_equal(cmd("ip -n %s link set eth0 up", n->ns), 0);
-	assert_int_equal(cmd("ip -n %s link set lo up", n->ns), 0);
-	assert_int_equal(cmd("ip -n %s route add default via %s", n->ns, n->gw), 0);
+	assert_int_equal(it_cmd("ip link set %s master %s up", n->veth, n->bridge), 0);
+	assert_int_equal(it_cmd("ip -n %s addr add %s dev eth0", n->ns, n->addr), 0);
+	assert_int_equal(it_cmd("ip -n %s link set eth0 up", n->ns), 0);
+	assert_int_equal(it_cmd("ip -n %s link set lo up", n->ns), 0);
+	assert_int_equal(it_cmd("ip -n %s route add default via %s", n->ns, n->gw), 0);
 }
 
 static void
 topology_up(void)
 {
-	assert_int_equal(cmd("ip link add sistemo0 type bridge"), 0);
-	assert_int_equal(cmd("ip addr add 10.200.0.1/16 dev sistemo0"), 0);
-	assert_int_equal(cmd("ip link set sistemo0 up"), 0);
-	assert_int_equal(cmd("ip link add br-prod type bridge"), 0);
-	assert_int_equal(cmd("ip addr add 10.201.0.1/24 dev br-prod"), 0);
-	assert_int_equal(cmd("ip link set br-prod up"), 0);
+	assert_int_equal(it_cmd("ip link add sistemo0 type bridge"), 0);
+	assert_int_equal(it_cmd("ip addr add 10.200.0.1/16 dev sistemo0"), 0);
+	assert_int_equal(it_cmd("ip link set sistemo0 up"), 0);
+	assert_int_equal(it_cmd("ip link add br-prod type bridge"), 0);
+	assert_int_equal(it_cmd("ip addr add 10.201.0.1/24 dev br-prod"), 0);
+	assert_int_equal(it_cmd("ip link set br-prod up"), 0);
 	for (size_t i = 0; i < ARRAY_SIZE(machines_ns); i++)
 		machine_up(&machines_ns[i]);
 	/* a second address on client, to send from an address that is not its own */
-	assert_int_equal(cmd("ip -n client addr add 10.200.0.99/16 dev eth0"), 0);
+	assert_int_equal(it_cmd("ip -n client addr add 10.200.0.99/16 dev eth0"), 0);
 	/* the LAN: 192.0.2.2, which routes the machines' subnets through the host */
-	assert_int_equal(cmd("ip netns add lan"), 0);
-	assert_int_equal(cmd("ip link add lan0 type veth peer name eth0 netns lan"), 0);
-	assert_int_equal(cmd("ip addr add 192.0.2.1/24 dev lan0"), 0);
-	assert_int_equal(cmd("ip link set lan0 up"), 0);
-	assert_int_equal(cmd("ip -n lan addr add 192.0.2.2/24 dev eth0"), 0);
-	assert_int_equal(cmd("ip -n lan link set eth0 up"), 0);
-	assert_int_equal(cmd("ip -n lan route add 10.200.0.0/16 via 192.0.2.1"), 0);
-	assert_int_equal(cmd("ip -n lan route add 10.201.0.0/24 via 192.0.2.1"), 0);
+	assert_int_equal(it_cmd("ip netns add lan"), 0);
+	assert_int_equal(it_cmd("ip link add lan0 type veth peer name eth0 netns lan"), 0);
+	assert_int_equal(it_cmd("ip addr add 192.0.2.1/24 dev lan0"), 0);
+	assert_int_equal(it_cmd("ip link set lan0 up"), 0);
+	assert_int_equal(it_cmd("ip -n lan addr add 192.0.2.2/24 dev eth0"), 0);
+	assert_int_equal(it_cmd("ip -n lan link set eth0 up"), 0);
+	assert_int_equal(it_cmd("ip -n lan route add 10.200.0.0/16 via 192.0.2.1"), 0);
+	assert_int_equal(it_cmd("ip -n lan route add 10.201.0.0/24 via 192.0.2.1"), 0);
 	/* the internet: 198.51.100.1 behind 203.0.113.2, with no route back to the machines:
 	 * only masqueraded traffic gets an answer */
-	assert_int_equal(cmd("ip netns add inet"), 0);
-	assert_int_equal(cmd("ip link add wan0 type veth peer name eth0 netns inet"), 0);
-	assert_int_equal(cmd("ip addr add 203.0.113.1/30 dev wan0"), 0);
-	assert_int_equal(cmd("ip link set wan0 up"), 0);
-	assert_int_equal(cmd("ip -n inet addr add 203.0.113.2/30 dev eth0"), 0);
-	assert_int_equal(cmd("ip -n inet addr add 198.51.100.1/24 dev eth0"), 0);
-	assert_int_equal(cmd("ip -n inet link set eth0 up"), 0);
-	assert_int_equal(cmd("ip -n inet link set lo up"), 0);
-	assert_int_equal(cmd("ip route add 198.51.100.0/24 via 203.0.113.2"), 0);
+	assert_int_equal(it_cmd("ip netns add inet"), 0);
+	assert_int_equal(it_cmd("ip link add wan0 type veth peer name eth0 netns inet"), 0);
+	assert_int_equal(it_cmd("ip addr add 203.0.113.1/30 dev wan0"), 0);
+	assert_int_equal(it_cmd("ip link set wan0 up"), 0);
+	assert_int_equal(it_cmd("ip -n inet addr add 203.0.113.2/30 dev eth0"), 0);
+	assert_int_equal(it_cmd("ip -n inet addr add 198.51.100.1/24 dev eth0"), 0);
+	assert_int_equal(it_cmd("ip -n inet link set eth0 up"), 0);
+	assert_int_equal(it_cmd("ip -n inet link set lo up"), 0);
+	assert_int_equal(it_cmd("ip route add 198.51.100.0/24 via 203.0.113.2"), 0);
 	write_file("/proc/sys/net/ipv4/ip_forward", "1");
 	write_file("/proc/sys/net/ipv4/conf/sistemo0/route_localnet", "1");
 	write_file("/proc/sys/net/ipv4/conf/br-prod/route_localnet", "1");
@@ -602,10 +562,11 @@ compat_foreign_drop_chain(void **state)
 	assert_true(write(fd, foreign_table, strlen(foreign_table)) ==
 		    (ssize_t)strlen(foreign_table));
 	close(fd);
-	assert_int_equal(cmd("nft -f %s", path), 0);
+	assert_int_equal(it_cmd("nft -f %s", path), 0);
 	unlink(path);
 	assert_int_equal(
-		cmd_out(foreign_before, sizeof(foreign_before), "nft -a list table ip filter"), 0);
+		it_cmd_out(foreign_before, sizeof(foreign_before), "nft -a list table ip filter"),
+		0);
 	printf("  foreign chain loaded, ruleset not re-applied yet:\n");
 	blocked("client", SOCK_STREAM, NULL, "198.51.100.1", 80);
 	apply_ok(ARRAY_SIZE(base_ports));
@@ -622,11 +583,13 @@ apply_idempotent(void **state)
 	static char first[65536], second[65536], chain1[4096], chain2[4096];
 
 	(void)state;
-	assert_int_equal(cmd_out(first, sizeof(first), "nft list ruleset"), 0);
-	assert_int_equal(cmd_out(chain1, sizeof(chain1), "nft -a list chain ip filter FORWARD"), 0);
+	assert_int_equal(it_cmd_out(first, sizeof(first), "nft list ruleset"), 0);
+	assert_int_equal(it_cmd_out(chain1, sizeof(chain1), "nft -a list chain ip filter FORWARD"),
+			 0);
 	apply_ok(ARRAY_SIZE(base_ports));
-	assert_int_equal(cmd_out(second, sizeof(second), "nft list ruleset"), 0);
-	assert_int_equal(cmd_out(chain2, sizeof(chain2), "nft -a list chain ip filter FORWARD"), 0);
+	assert_int_equal(it_cmd_out(second, sizeof(second), "nft list ruleset"), 0);
+	assert_int_equal(it_cmd_out(chain2, sizeof(chain2), "nft -a list chain ip filter FORWARD"),
+			 0);
 	assert_string_equal(first, second);
 	assert_string_equal(chain1, chain2); /* the compat rule kept, same handle */
 	const char *hit = strstr(chain2, "comment \"sistemo\"");
@@ -729,9 +692,9 @@ remove_everything(void **state)
 
 	(void)state;
 	assert_int_equal(nft_remove(&err), 0);
-	assert_int_equal(cmd_out(tables, sizeof(tables), "nft list tables"), 0);
+	assert_int_equal(it_cmd_out(tables, sizeof(tables), "nft list tables"), 0);
 	assert_null(strstr(tables, "sistemo"));
-	assert_int_equal(cmd_out(after, sizeof(after), "nft -a list table ip filter"), 0);
+	assert_int_equal(it_cmd_out(after, sizeof(after), "nft -a list table ip filter"), 0);
 	assert_string_equal(foreign_before, after);
 	assert_int_equal(nft_remove(&err), 0); /* nothing left: fine */
 	assert_int_equal(nft_port_add(&the_10k_port, &err), -ENOENT);
@@ -739,7 +702,7 @@ remove_everything(void **state)
 	printf("  after removal: %s\n", err.msg);
 	err_clear(&err);
 	assert_int_equal(nft_render(&(struct strbuf){0}, &err), -ENOENT);
-	assert_int_equal(cmd("nft delete table ip filter"), 0);
+	assert_int_equal(it_cmd("nft delete table ip filter"), 0);
 }
 
 #define TRAFFIC_TESTS                                                                              \
