@@ -295,7 +295,9 @@ view_locked(const struct op *op, uint64_t after_seq, struct op_view *v)
 	v->result = op->result_len ? malloc(op->result_len) : NULL;
 	if (!v->events || (op->result_len && !v->result))
 		return -ENOMEM;
-	memcpy(v->events, op->events + first, v->n_events * sizeof(*v->events));
+	if (v->n_events)
+		memcpy(v->events, op->events + first,
+		       v->n_events * sizeof(*v->events));
 	if (op->result_len)
 		memcpy(v->result, op->result, op->result_len);
 	v->result_len = op->result_len;
