@@ -296,8 +296,7 @@ view_locked(const struct op *op, uint64_t after_seq, struct op_view *v)
 	if (!v->events || (op->result_len && !v->result))
 		return -ENOMEM;
 	if (v->n_events)
-		memcpy(v->events, op->events + first,
-		       v->n_events * sizeof(*v->events));
+		memcpy(v->events, op->events + first, v->n_events * sizeof(*v->events));
 	if (op->result_len)
 		memcpy(v->result, op->result, op->result_len);
 	v->result_len = op->result_len;
