@@ -12,7 +12,7 @@ build=(build-essential cmake pkg-config clang-format clang-tidy
 	libcurl4-openssl-dev zlib1g-dev liblzma-dev libzstd-dev)
 runtime=(nftables libnftables1 iproute2 e2fsprogs openssh-client sqlite3 procps util-linux
 	libcurl4 zlib1g liblzma5 libzstd1 libarchive13 libjansson4)
-test=(jq zsh fish iputils-ping python3 nftables curl)
+test=(jq zsh fish iputils-ping python3 nftables curl socat)
 guest=(qemu-system-x86 busybox-static dropbear-bin debootstrap kmod cpio)
 # `sistemo kernel build`: the kernel source and what compiling it needs beyond build-essential
 kernel=(linux-source-6.1 flex bison libelf-dev bc)
