@@ -410,7 +410,16 @@ ssh_found(int root)
 	return NULL;
 }
 
-/* Keeps the SSH server the tree has, else adds the host's dropbear (it needs no package
+static void
+ssh_progress(void *ud, const char *step, unsigned percent, const char *message)
+{
+	const struct build *b = ud;
+
+	image_report(b->p, step, percent, "%s", message);
+}
+
+/* Keeps the SSH server the tree has; else, in a Debian-based tree, installs openssh-server
+ * (kit_debian_add_openssh); else adds the host's dropbear (it needs no package
  * manager and runs on any glibc or musl tree); says so when neither works. */
 static int
 add_ssh(struct build *b, struct err *err)
@@ -430,6 +439,21 @@ add_ssh(struct build *b, struct err *err)
 		b->meta->ssh = (char *)found;
 		image_report(b->p, "ssh", 70, "SSH server: %s (in the tree)", found);
 		return 0;
+	}
+	if (in_tree(root, "usr/bin/dpkg", true) && in_tree(root, "var/lib/dpkg/status", false)) {
+		image_report(b->p, "ssh", 64,
+			     "no SSH server in the tree: adding openssh-server with apt (a "
+			     "Debian-based tree)");
+		if (kit_debian_add_openssh(b->tree, root, ssh_progress, b, &why) == 0 &&
+		    ssh_found(root)) {
+			b->meta->has_ssh = true;
+			b->meta->ssh = "openssh (added by sistemo)";
+			image_report(b->p, "ssh", 70, "openssh-server installed");
+			return 0;
+		}
+		image_report(b->p, "ssh", 70, "warning: openssh-server could not be added: %s",
+			     why.msg[0] ? why.msg : "no sshd after the install");
+		err_clear(&why);
 	}
 	image_report(b->p, "ssh", 70, "no SSH server in the tree: adding the host's dropbear");
 	if (kit_image_add_dropbear(root, &why) == 0 && ssh_found(root)) {

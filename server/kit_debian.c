@@ -5,22 +5,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/capability.h>
-#include <poll.h>
-#include <sched.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
-#include <sys/prctl.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "host.h"
+#include "jail.h"
+#include "kit_run.h"
 #include "kit_tree.h"
 #include "log.h"
 #include "macro.h"
@@ -29,9 +24,7 @@
 #define KEYRING "/usr/share/keyrings/debian-archive-keyring.gpg"
 /* udev: without it systemd sees no device, and serial-getty@ttyS0 waits 90 s for ttyS0 */
 #define INCLUDE "systemd-sysv,udev,openssh-server,iproute2,iputils-ping,ca-certificates"
-#define LINE_MAX_BYTES 1024
 #define FIELD_MAX 1024
-#define CLONE_STACK (256 * 1024)
 #define DIR_FLAGS (O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
 
 extern char **environ;
@@ -273,66 +266,14 @@ kit_debian_progress_line(struct kit_debian_progress *p, const char *line, unsign
 
 /* ---- debootstrap in its own namespaces --------------------------------------------------- */
 
-/* Capabilities debootstrap and the maintainer scripts it runs never need, dropped from the
- * bounding set: it keeps what it uses (chroot, mount, mknod, chown, setcap...). */
-static const int dropped_caps[] = {
-	CAP_SYS_MODULE, CAP_SYS_RAWIO,     CAP_SYS_TIME,   CAP_SYS_BOOT,
-	CAP_NET_ADMIN,  CAP_SYS_PTRACE,    CAP_MAC_ADMIN,  CAP_MAC_OVERRIDE,
-	CAP_SYSLOG,     CAP_AUDIT_CONTROL, CAP_WAKE_ALARM, CAP_BLOCK_SUSPEND,
-	CAP_SYS_PACCT,  CAP_BPF,           CAP_PERFMON,    CAP_LINUX_IMMUTABLE,
-};
-
-#define EXIT_NAMESPACES 125 /* the child could not set up its namespaces */
-
 struct bootstrap {
 	const char *argv[16]; /* argv[0]: an absolute path */
 	char include[8192];   /* --include=... */
-	char *env[16];
-	int out; /* write end of the output pipe: debootstrap's stdout and stderr */
+	const char *env[16];
+	struct kit_debian_progress p;
+	kit_percent_fn progress;
+	void *ud;
 };
-
-/* PID 1 of the new PID and mount namespaces, then debootstrap. A copy of the daemon made by
- * clone() without its threads: async-signal-safe calls only. */
-static int
-ns_child(void *arg)
-{
-	const struct bootstrap *b = arg;
-	struct sigaction dfl = {.sa_handler = SIG_DFL};
-	sigset_t none;
-	int null;
-
-	for (int s = 1; s < NSIG; s++)
-		sigaction(s, &dfl, NULL);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	/* mount --make-rprivate /; mount -t proc proc /proc: nothing mounted here reaches the
-	 * host, and /proc shows this namespace's processes only */
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-	    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
-		_exit(EXIT_NAMESPACES);
-	for (size_t i = 0; i < ARRAY_SIZE(dropped_caps); i++)
-		prctl(PR_CAPBSET_DROP, dropped_caps[i], 0, 0, 0);
-	/* the daemon gone (killed), the namespace goes too */
-	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-	null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (null < 0 || dup2(null, 0) < 0 || dup2(b->out, 1) < 0 || dup2(b->out, 2) < 0)
-		_exit(EXIT_NAMESPACES);
-	execve(b->argv[0], (char *const *)b->argv, b->env);
-	_exit(127);
-}
-
-/* clone(CLONE_NEWNS | CLONE_NEWPID): the child is PID 1 of its namespace, so killing it ends
- * everything debootstrap started, and the last process leaving takes the mounts along. */
-static int
-bootstrap_spawn(struct bootstrap *b, pid_t *ret_pid)
-{
-	cleanup_free char *stack = malloc(CLONE_STACK);
-
-	if (!stack)
-		return -ENOMEM;
-	*ret_pid = clone(ns_child, stack + CLONE_STACK, CLONE_NEWNS | CLONE_NEWPID | SIGCHLD, b);
-	return *ret_pid < 0 ? -errno : 0;
-}
 
 /* Proxy settings pass through; the rest of the daemon's environment does not. */
 static void
@@ -353,96 +294,17 @@ bootstrap_env(struct bootstrap *b)
 	b->env[k] = NULL;
 }
 
-struct reader {
-	char line[LINE_MAX_BYTES];
-	size_t len;
-	char error[LINE_MAX_BYTES]; /* the last "E: " line, else the last line */
-	struct kit_debian_progress p;
-	kit_percent_fn progress;
-	void *ud;
-};
-
 static void
-reader_line(struct reader *rd)
+bootstrap_line(void *ud, const char *line)
 {
+	struct bootstrap *b = ud;
 	char msg[256];
 	unsigned percent;
 
-	rd->line[rd->len] = '\0';
-	rd->len = 0;
-	if (!rd->line[0])
-		return;
-	log_debug("kit: debootstrap: %s", rd->line);
-	if (starts(rd->line, "E: ") || !starts(rd->error, "E: "))
-		snprintf(rd->error, sizeof(rd->error), "%s", rd->line);
-	if (starts(rd->line, "W: "))
-		log_info("kit: debootstrap: %s", rd->line);
-	if (kit_debian_progress_line(&rd->p, rd->line, &percent, msg, sizeof(msg)) && rd->progress)
-		rd->progress(rd->ud, "image", percent, msg);
-}
-
-static void
-reader_feed(struct reader *rd, const char *buf, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (buf[i] == '\n')
-			reader_line(rd);
-		else if (rd->len + 1 < sizeof(rd->line))
-			rd->line[rd->len++] = buf[i];
-	}
-}
-
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Reads the output to its end (every process of the namespace gone) or the deadline. */
-static int
-bootstrap_read(int out, struct reader *rd, long long deadline)
-{
-	char buf[4096];
-
-	for (;;) {
-		long long left = deadline - now_ms();
-		struct pollfd p = {.fd = out, .events = POLLIN};
-		if (left <= 0)
-			return -ETIMEDOUT;
-		int r = poll(&p, 1, (int)(left > 60000 ? 60000 : left));
-		if (r < 0 && errno != EINTR)
-			return -errno;
-		if (r <= 0)
-			continue;
-		ssize_t n = read(out, buf, sizeof(buf));
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n <= 0)
-			break;
-		reader_feed(rd, buf, (size_t)n);
-	}
-	if (rd->len)
-		reader_line(rd);
-	return 0;
-}
-
-/* Reaps the child; past the deadline (or when its output ended but it lingers 10 s) it is
- * killed first, and with it its PID namespace. */
-static int
-bootstrap_reap(pid_t pid, bool late, int *ret_status)
-{
-	cleanup_close int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	struct pollfd p = {.fd = pidfd, .events = POLLIN};
-
-	if (late || (pidfd >= 0 && poll(&p, 1, 10000) == 0))
-		kill(pid, SIGKILL);
-	while (waitpid(pid, ret_status, 0) < 0)
-		if (errno != EINTR)
-			return -errno;
-	return 0;
+	if (starts(line, "W: "))
+		log_info("kit: debootstrap: %s", line);
+	if (kit_debian_progress_line(&b->p, line, &percent, msg, sizeof(msg)) && b->progress)
+		b->progress(b->ud, "image", percent, msg);
 }
 
 /* --include=INCLUDE,<extra packages> */
@@ -463,6 +325,7 @@ bootstrap_include(struct bootstrap *b, const struct kit_debian_opts *o, struct e
 	return 0;
 }
 
+/* The first stage: download, verify and unpack, with debootstrap's own code only. */
 static int
 bootstrap_argv(struct bootstrap *b, const char *tree, const char *mirror,
 	       const struct kit_debian_opts *o, char *prog, size_t size, struct err *err)
@@ -481,6 +344,7 @@ bootstrap_argv(struct bootstrap *b, const char *tree, const char *mirror,
 	if (bootstrap_include(b, o, err) < 0)
 		return -EINVAL;
 	b->argv[k++] = prog;
+	b->argv[k++] = "--foreign";
 	b->argv[k++] = "--variant=minbase";
 	b->argv[k++] = b->include;
 	b->argv[k++] = "--components=main";
@@ -492,28 +356,21 @@ bootstrap_argv(struct bootstrap *b, const char *tree, const char *mirror,
 	return 0;
 }
 
+/* debootstrap believes it runs in Docker where /.dockerenv exists, and then links the tree's
+ * /proc to /proc: the jail and the guest's init want a directory there. */
 static int
-bootstrap_result(int read_r, int status, const struct reader *rd, const char *mirror,
-		 struct err *err)
+proc_dir(const char *tree)
 {
-	if (read_r == -ETIMEDOUT)
-		return err_set(err, ERR_DEADLINE, NULL, ETIMEDOUT,
-			       "debootstrap did not finish in %u minutes",
-			       BOOTSTRAP_TIMEOUT_MS / 60000);
-	if (read_r < 0)
-		return err_set(err, ERR_INTERNAL, NULL, -read_r, "debootstrap: %s",
-			       strerror(-read_r));
-	if (WIFSIGNALED(status))
-		return err_set(err, ERR_INTERNAL, NULL, EINTR, "debootstrap killed by signal %d",
-			       WTERMSIG(status));
-	if (WEXITSTATUS(status) == EXIT_NAMESPACES)
-		return err_set(err, ERR_PRECONDITION, NULL, EPERM,
-			       "cannot give debootstrap its own mount and PID namespaces");
-	if (WEXITSTATUS(status) != 0)
-		return err_set(err, ERR_INTERNAL, NULL, EIO,
-			       "debootstrap from '%s' failed (exit status %d)%s%s", mirror,
-			       WEXITSTATUS(status), rd->error[0] ? ": " : "", rd->error);
-	return 0;
+	cleanup_close int root = open(tree, DIR_FLAGS);
+	struct stat st;
+
+	if (root < 0)
+		return -errno;
+	if (fstatat(root, "proc", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
+		return 0;
+	if (unlinkat(root, "proc", 0) < 0 && errno != ENOENT)
+		return -errno;
+	return mkdirat(root, "proc", 0555) < 0 ? -errno : 0;
 }
 
 int
@@ -529,36 +386,39 @@ int
 kit_debian_bootstrap_opts(const char *tree, const char *mirror, const struct kit_debian_opts *o,
 			  kit_percent_fn progress, void *ud, struct err *err)
 {
-	cleanup_free struct reader *rd = calloc(1, sizeof(*rd));
-	cleanup_free struct bootstrap *bp = calloc(1, sizeof(*bp));
-	struct bootstrap *b = bp;
-	char prog[PATH_MAX];
-	int pipefd[2], status = 0, r;
-	pid_t pid;
+	static const char *const second[] = {"/debootstrap/debootstrap", "--second-stage", NULL};
+	cleanup_free struct bootstrap *b = calloc(1, sizeof(*b));
+	char prog[PATH_MAX], what[PATH_MAX + 32];
+	int r;
 
-	if (!rd || !b)
+	if (!b)
 		return err_set(err, ERR_INTERNAL, NULL, ENOMEM, "out of memory");
 	if ((r = bootstrap_argv(b, tree, mirror, o, prog, sizeof(prog), err)) < 0)
 		return r;
 	bootstrap_env(b);
-	if (pipe2(pipefd, O_CLOEXEC) < 0)
-		return err_set(err, ERR_INTERNAL, NULL, errno, "pipe: %s", strerror(errno));
-	b->out = pipefd[1];
-	r = bootstrap_spawn(b, &pid);
-	close(pipefd[1]);
-	if (r < 0) {
-		close(pipefd[0]);
-		return err_set(err, ERR_INTERNAL, NULL, -r,
-			       "start debootstrap in new mount and PID namespaces: %s",
-			       strerror(-r));
-	}
-	*rd = (struct reader){.progress = progress, .ud = ud};
-	int read_r = bootstrap_read(pipefd[0], rd, now_ms() + BOOTSTRAP_TIMEOUT_MS);
-	close(pipefd[0]);
-	if ((r = bootstrap_reap(pid, read_r < 0, &status)) < 0)
-		return err_set(err, ERR_INTERNAL, NULL, -r, "wait for debootstrap: %s",
-			       strerror(-r));
-	return bootstrap_result(read_r, status, rd, mirror, err);
+	b->progress = progress;
+	b->ud = ud;
+	snprintf(what, sizeof(what), "debootstrap from '%s'", mirror);
+	struct jail j = {
+		.what = what,
+		.argv = b->argv,
+		.env = b->env,
+		.allow_mounts = true, /* it makes device nodes in the tree and checks it can */
+		.error_prefix = "E: ",
+		.timeout_ms = BOOTSTRAP_TIMEOUT_MS,
+		.line = bootstrap_line,
+		.ud = b,
+	};
+	if ((r = jail_run(&j, err)) < 0)
+		return r;
+	if ((r = proc_dir(tree)) < 0)
+		return err_set(err, ERR_INTERNAL, NULL, -r, "image tree: 'proc': %s", strerror(-r));
+	/* The second stage runs the packages' own scripts: inside the tree, with no network */
+	j.what = "debootstrap --second-stage";
+	j.argv = second;
+	j.root = tree;
+	j.no_network = true;
+	return jail_run(&j, err);
 }
 
 /* ---- the tree made fit for sistemo ------------------------------------------------------- */
@@ -759,5 +619,268 @@ kit_debian_configure(int root, struct err *err)
 		r = configure_masks(root, err);
 	if (r == 0)
 		r = check_root_locked(root, err);
+	return r;
+}
+
+/* ---- openssh-server added to a Debian-based tree ------------------------------------------ */
+
+#define APT_TIMEOUT_MS (10u * 60 * 1000)
+#define DEBS_DIR "var/cache/sistemo-debs"
+
+/* Copies the tree's file path (links resolved inside the tree) to dst; missing is -ENOENT. */
+static int
+copy_out(int root, const char *path, const char *dst)
+{
+	struct open_how how = {.flags = O_RDONLY | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT};
+	cleanup_close int in = (int)syscall(SYS_openat2, root, path, &how, sizeof(how));
+	cleanup_close int out = -1;
+	struct stat st;
+
+	if (in < 0)
+		return -errno;
+	if (fstat(in, &st) < 0 || !S_ISREG(st.st_mode))
+		return -EINVAL;
+	out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (out < 0)
+		return -errno;
+	return kit_tree_copy_sparse(in, out);
+}
+
+/* The tree's apt sources (sources.list and sources.list.d/ *.list, *.sources) into dir. */
+static int
+copy_sources(int root, const char *dir, struct err *err)
+{
+	struct open_how how = {.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC,
+			       .resolve = RESOLVE_IN_ROOT};
+	char src[PATH_MAX], dst[PATH_MAX];
+	struct dirent *de;
+	int n = 0, r;
+	DIR *d;
+
+	if (kit_path(dst, sizeof(dst), "%s/sources.list", dir) == 0 &&
+	    copy_out(root, "etc/apt/sources.list", dst) == 0)
+		n++;
+	if (kit_path(dst, sizeof(dst), "%s/sources.list.d", dir) < 0 || mkdir(dst, 0755) < 0)
+		return err_set(err, ERR_INTERNAL, NULL, errno, "'%s': %s", dst, strerror(errno));
+	int fd = (int)syscall(SYS_openat2, root, "etc/apt/sources.list.d", &how, sizeof(how));
+	if (fd >= 0 && !(d = fdopendir(fd)))
+		close(fd);
+	else if (fd >= 0) {
+		while ((de = readdir(d))) {
+			if (!sources_file(de) ||
+			    kit_path(src, sizeof(src), "etc/apt/sources.list.d/%s", de->d_name) <
+				    0 ||
+			    kit_path(dst, sizeof(dst), "%s/sources.list.d/%s", dir, de->d_name) < 0)
+				continue;
+			if ((r = copy_out(root, src, dst)) == 0)
+				n++;
+		}
+		closedir(d);
+	}
+	if (n == 0)
+		return err_set(err, ERR_PRECONDITION, NULL, ENOENT,
+			       "the tree has no apt sources (etc/apt/sources.list or "
+			       "etc/apt/sources.list.d/)");
+	return 0;
+}
+
+/* The host's apt-get, downloading what the tree lacks for openssh-server: the tree's sources
+ * and dpkg status, everything else (lists, cache, lock) in dir. Only apt's own code runs. */
+static int
+apt_download(const char *dir, struct err *err)
+{
+	char o[7][PATH_MAX + 64];
+	const char *argv[32];
+	size_t k = 0;
+	int r;
+
+	static const char *const dirs[] = {"state", "state/lists",    "state/lists/partial",
+					   "cache", "cache/archives", "cache/archives/partial"};
+
+	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++)
+		if (kit_path(o[0], sizeof(o[0]), "%s/%s", dir, dirs[i]) < 0 ||
+		    mkdir(o[0], 0755) < 0)
+			return err_set(err, ERR_INTERNAL, NULL, errno, "'%s': %s", o[0],
+				       strerror(errno));
+	snprintf(o[0], sizeof(o[0]), "Dir::State=%s/state", dir);
+	snprintf(o[1], sizeof(o[1]), "Dir::State::status=%s/status", dir);
+	snprintf(o[2], sizeof(o[2]), "Dir::Cache=%s/cache", dir);
+	snprintf(o[3], sizeof(o[3]), "Dir::Etc::SourceList=%s/sources.list", dir);
+	snprintf(o[4], sizeof(o[4]), "Dir::Etc::SourceParts=%s/sources.list.d", dir);
+	snprintf(o[5], sizeof(o[5]), "Debug::NoLocking=true");
+	snprintf(o[6], sizeof(o[6]), "APT::Sandbox::User=root");
+	argv[k++] = "apt-get";
+	argv[k++] = "-q";
+	for (size_t i = 0; i < ARRAY_SIZE(o); i++) {
+		argv[k++] = "-o";
+		argv[k++] = o[i];
+	}
+	argv[k] = "update";
+	argv[k + 1] = NULL;
+	struct kit_cmd cmd = {.argv = argv, .timeout_ms = APT_TIMEOUT_MS};
+	if ((r = kit_run_ok(&cmd, NULL, err)) < 0)
+		return r;
+	argv[k++] = "install";
+	argv[k++] = "--download-only";
+	argv[k++] = "--yes";
+	argv[k++] = "--no-install-recommends";
+	argv[k++] = "openssh-server";
+	argv[k] = NULL;
+	return kit_run_ok(&cmd, NULL, err);
+}
+
+/* The downloaded packages into the tree's DEBS_DIR. */
+static int
+debs_into_tree(int root, const char *archives, unsigned *ret_n)
+{
+	DIR *d = opendir(archives);
+	char src[PATH_MAX], dst[PATH_MAX];
+	struct dirent *de;
+	int r = kit_tree_mkdir(root, DEBS_DIR, 0755);
+
+	*ret_n = 0;
+	if (!d)
+		return -errno;
+	while (r == 0 && (de = readdir(d))) {
+		size_t n = strlen(de->d_name);
+		if (n < 5 || !streq(de->d_name + n - 4, ".deb"))
+			continue;
+		r = kit_path(src, sizeof(src), "%s/%s", archives, de->d_name);
+		if (r == 0)
+			r = kit_path(dst, sizeof(dst), DEBS_DIR "/%s", de->d_name);
+		if (r == 0 && (r = kit_tree_copy(root, dst, 0644, src)) == 0)
+			(*ret_n)++;
+	}
+	closedir(d);
+	return r;
+}
+
+/* True when path is a regular file of the tree, links resolved inside it. */
+static bool
+tree_has(int root, const char *path)
+{
+	struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT};
+	cleanup_close int fd = (int)syscall(SYS_openat2, root, path, &how, sizeof(how));
+	struct stat st;
+
+	return fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* `systemctl enable ssh`, by hand, where systemd runs the tree: the image's presets (ours says
+ * "disable *") may have kept the package's scripts from enabling it. */
+static int
+enable_ssh_unit(int root)
+{
+	static const char unit[] = "/lib/systemd/system/ssh.service";
+	static const char *const links[] = {
+		"etc/systemd/system/multi-user.target.wants/ssh.service",
+		"etc/systemd/system/sshd.service",
+	};
+	int r = 0;
+
+	if (!tree_has(root, unit + 1))
+		return 0;
+	if ((r = kit_tree_mkdir(root, "etc/systemd/system/multi-user.target.wants", 0755)) < 0)
+		return r;
+	for (size_t i = 0; r == 0 && i < ARRAY_SIZE(links); i++)
+		if ((r = tree_unlink(root, links[i])) == 0)
+			r = kit_tree_symlink(root, links[i], unit);
+	return r;
+}
+
+/* What the install leaves: the packages, our policy-rc.d, the host keys the scripts made. */
+static int
+install_cleanup(int root, bool policy_ours)
+{
+	int r = tree_clear(root, DEBS_DIR, "", ".deb");
+	cleanup_close int cache = tree_dir(root, "var/cache");
+
+	if (cache >= 0 && unlinkat(cache, "sistemo-debs", AT_REMOVEDIR) < 0 && errno != ENOENT &&
+	    r == 0)
+		r = -errno;
+	if (policy_ours && r == 0)
+		r = tree_unlink(root, "usr/sbin/policy-rc.d");
+	if (r == 0)
+		r = tree_clear(root, "etc/ssh", "ssh_host_", "");
+	if (r == 0)
+		r = enable_ssh_unit(root);
+	if (r == 0 && (r = kit_tree_mkdir(root, "etc/ssh/sshd_config.d", 0755)) == 0 &&
+	    (r = tree_unlink(root, "etc/ssh/sshd_config.d/sistemo.conf")) == 0)
+		r = kit_tree_write(root, "etc/ssh/sshd_config.d/sistemo.conf", 0644, sshd_conf,
+				   strlen(sshd_conf));
+	return r;
+}
+
+static int
+dpkg_in_jail(const char *tree, struct err *err)
+{
+	static const char debs[] = "/" DEBS_DIR;
+	static const char *const argv[] = {"/usr/bin/dpkg", "--install", "--recursive", debs, NULL};
+	static const char *const env[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+					  "LC_ALL=C",
+					  "HOME=/root",
+					  "DEBIAN_FRONTEND=noninteractive",
+					  "DEBCONF_NONINTERACTIVE_SEEN=true",
+					  NULL};
+	const struct jail j = {
+		.what = "dpkg in the image tree",
+		.argv = argv,
+		.env = env,
+		.root = tree,
+		.no_network = true,
+		.error_prefix = "dpkg: error",
+		.timeout_ms = APT_TIMEOUT_MS,
+	};
+
+	return jail_run(&j, err);
+}
+
+int
+kit_debian_add_openssh(const char *tree, int root, kit_percent_fn progress, void *ud,
+		       struct err *err)
+{
+	static const char policy[] = "#!/bin/sh\n# sistemo: no service starts while building\n"
+				     "exit 101\n";
+	char dir[PATH_MAX], path[PATH_MAX];
+	struct stat st;
+	bool policy_ours = false;
+	unsigned n = 0;
+	int r;
+
+	if (kit_path(dir, sizeof(dir), "%s.apt", tree) < 0 || mkdir(dir, 0755) < 0)
+		return err_set(err, ERR_INTERNAL, NULL, errno, "'%s.apt': %s", tree,
+			       strerror(errno));
+	r = kit_path(path, sizeof(path), "%s/status", dir);
+	if (r == 0 && (r = copy_out(root, "var/lib/dpkg/status", path)) < 0)
+		err_set(err, ERR_PRECONDITION, NULL, -r, "the tree's var/lib/dpkg/status: %s",
+			strerror(-r));
+	if (r == 0 && (r = copy_sources(root, dir, err)) == 0) {
+		progress(ud, "ssh", 66, "downloading openssh-server with the host's apt-get");
+		r = apt_download(dir, err);
+	}
+	if (r == 0 && kit_path(path, sizeof(path), "%s/cache/archives", dir) == 0 &&
+	    (r = debs_into_tree(root, path, &n)) < 0)
+		err_set(err, ERR_INTERNAL, NULL, -r, "image tree: '" DEBS_DIR "': %s",
+			strerror(-r));
+	if (r == 0 && n == 0)
+		r = err_set(err, ERR_INTERNAL, NULL, ENOENT, "apt-get downloaded no package");
+	if (r == 0 && fstatat(root, "usr/sbin/policy-rc.d", &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		policy_ours = true;
+		if ((r = kit_tree_write(root, "usr/sbin/policy-rc.d", 0755, policy,
+					strlen(policy))) < 0)
+			tree_error(err, "usr/sbin/policy-rc.d", r);
+	}
+	if (r == 0) {
+		char msg[128];
+		snprintf(msg, sizeof(msg),
+			 "installing %u packages with the tree's dpkg (own namespaces, no network)",
+			 n);
+		progress(ud, "ssh", 68, msg);
+		r = dpkg_in_jail(tree, err);
+	}
+	int c = install_cleanup(root, policy_ours);
+	if (r == 0 && c < 0)
+		r = tree_error(err, "etc/ssh", c);
+	kit_tree_remove(dir);
 	return r;
 }

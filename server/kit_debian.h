@@ -36,10 +36,12 @@ bool kit_debian_progress_line(struct kit_debian_progress *p, const char *line,
 
 /* Runs debootstrap (KIT_DEBIAN_SUITE, minbase, systemd-sysv, udev, openssh-server, iproute2,
  * iputils-ping, ca-certificates; the release checked with Debian's archive keyring) into the
- * empty directory tree, from mirror. debootstrap is PID 1 of new PID and mount namespaces with
- * every mount private and its own /proc, and without the capabilities it does not need
- * (modules, raw I/O, clock, network admin...): the mounts it makes in the tree die with it and
- * it sees no host process. Killed with all it started after 15 minutes (ERR_DEADLINE). */
+ * empty directory tree, from mirror, in two stages, each in a jail (jail.h) of its own: the
+ * first (--foreign: download, check, unpack; debootstrap's code only) in new PID and mount
+ * namespaces; the second (the packages' maintainer scripts: code from the archive) inside the
+ * tree by pivot_root, with its own /proc and /dev and no network at all. Neither sees a host
+ * process or keeps a mount; each is killed with all it started after 15 minutes
+ * (ERR_DEADLINE). */
 int kit_debian_bootstrap(const char *tree, const char *mirror, kit_percent_fn progress, void *ud,
 			 struct err *err);
 
@@ -61,3 +63,13 @@ int kit_debian_bootstrap_opts(const char *tree, const char *mirror, const struct
  * apt, fstrim, e2scrub and dpkg-backup timers, timesyncd, the first-boot wizard and the
  * virtual-terminal gettys masked. Fails when root has a password. */
 int kit_debian_configure(int root, struct err *err);
+
+/* Adds openssh-server to a Debian-based tree (tree: its path; root: a directory fd on it) that
+ * lacks it. The host's apt-get downloads the packages, reading only the tree's apt sources and
+ * dpkg status (copied out, links resolved inside the tree); the tree's own dpkg installs them in
+ * a jail (jail.h): pivot_root into the tree, own PID and mount namespaces, no network, no mount
+ * or device capabilities, services kept from starting by policy-rc.d. The packages, the host
+ * keys the scripts made and our policy-rc.d are removed after; sshd takes root's key only.
+ * Errors say which step failed (no sources, apt-get, dpkg). */
+int kit_debian_add_openssh(const char *tree, int root, kit_percent_fn progress, void *ud,
+			   struct err *err);

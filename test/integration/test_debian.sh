@@ -152,14 +152,18 @@ T0=$(date +%s)
 elapsed() { echo $(($(date +%s) - $1)); }
 
 # --- deploy: the first one builds the image -------------------------------------------------
-# While debootstrap configures the base system (proc and sys are mounted in its tree), it must
-# run in PID and mount namespaces of its own, and no mount of it be visible here.
+# While debootstrap's second stage configures the base system (the packages' own scripts run,
+# proc and sys are mounted in its tree), it must run in PID, mount and network namespaces of its
+# own, inside the tree (pivot_root), and no mount of it be visible here.
 isolation() {
 	local pid
-	pid=$(pgrep -o -f "debootstrap --variant=minbase" || true)
+	pid=$(pgrep -o -f "debootstrap --second-stage" || true)
 	[ -n "$pid" ] || { echo "no debootstrap process"; return; }
 	[ "$(readlink "/proc/$pid/ns/pid")" != "$(readlink /proc/self/ns/pid)" ] || echo "debootstrap shares our PID namespace"
 	[ "$(readlink "/proc/$pid/ns/mnt")" != "$(readlink /proc/self/ns/mnt)" ] || echo "debootstrap shares our mount namespace"
+	[ "$(readlink "/proc/$pid/ns/net")" != "$(readlink /proc/self/ns/net)" ] || echo "debootstrap shares our network namespace"
+	[ -d "/proc/$pid/root/debootstrap" ] || echo "debootstrap's root is not the image tree"
+	[ -d "/proc/$pid/root/$SISTEMO_DATA_DIR" ] && echo "debootstrap sees the host's tree"
 	grep -q "/\.image-" /proc/self/mountinfo && echo "a mount of debootstrap is visible outside"
 	grep -q "^NSpid:.*[0-9][[:space:]]1$" "/proc/$pid/status" || echo "debootstrap is not PID 1 of its namespace"
 	echo checked
@@ -250,6 +254,43 @@ debugfs -R "stat /usr/bin/curl" "$IMG2" 2>/dev/null | grep -q "Type: regular" ||
 debugfs -R "ls /etc/ssh" "$IMG2" 2>/dev/null | grep -q ssh_host_ && fail "the built image carries SSH host keys"
 ls -a "$SISTEMO_DATA_DIR/images/tmp" | grep -q '^build-' && fail "build tree left behind"
 ok "image build debian --packages: curl in, OpenSSH found, no host keys (${BUILD2_S} s)"
+
+# --- a Debian-based tree without an SSH server: openssh-server added by apt ------------------
+# The tree: mydeb's, with OpenSSH purged, as a rootfs tarball. The host's apt-get downloads the
+# packages (the proxy above); the tree's dpkg installs them in a jail with no network.
+T1=$(date +%s)
+NOSSH=$TEST_DIR/nossh
+mkdir -p "$NOSSH"
+debugfs -R "rdump / $NOSSH" "$IMG2" >/dev/null 2>&1 || true
+[ -x "$NOSSH/usr/bin/dpkg" ] || fail "could not unpack mydeb's tree with debugfs rdump"
+dpkg --root="$NOSSH" --force-depends --purge openssh-server openssh-sftp-server >"$TEST_DIR/purge.log" 2>&1 ||
+	{ cat "$TEST_DIR/purge.log"; fail "dpkg --purge openssh-server in the test tree"; }
+[ -e "$NOSSH/usr/sbin/sshd" ] && fail "sshd still in the test tree"
+tar -C "$NOSSH" -czf "$TEST_DIR/nossh.tar.gz" .
+rm -rf "$NOSSH"
+run sistemo image build nossh --from "$TEST_DIR/nossh.tar.gz"
+expect_rc 0 "image build --from a Debian tarball without sshd"
+expect_in "$ERR" "adding openssh-server with apt" "apt progress"
+expect_in "$ERR" "own namespaces, no network" "dpkg jailed"
+run sistemo image show nossh -o json
+expect_eq "$(jq -r .ssh <<<"$OUT")" "openssh (added by sistemo)" "OpenSSH added"
+IMG3=$(jq -r .path <<<"$OUT")
+debugfs -R "stat /usr/sbin/sshd" "$IMG3" 2>/dev/null | grep -q "Type: regular" || fail "no sshd in the built image"
+debugfs -R "ls /etc/ssh" "$IMG3" 2>/dev/null | grep -q ssh_host_ && fail "the built image carries SSH host keys"
+debugfs -R "stat /usr/sbin/policy-rc.d" "$IMG3" 2>/dev/null | grep -q "Type:" && fail "policy-rc.d left in the image"
+debugfs -R "ls /var/cache" "$IMG3" 2>/dev/null | grep -q sistemo-debs && fail "downloaded packages left in the image"
+ls -a "$SISTEMO_DATA_DIR/images/tmp" | grep -q '^build-' && fail "build tree left behind"
+[ "$(db "SELECT count(*) FROM audit WHERE action = 'image.build' AND success = 1")" -ge 2 ] ||
+	fail "image builds not audited"
+run sistemo machine deploy nossh --name nossh --memory 512M
+expect_rc 0 "deploy the image with the added OpenSSH"
+run sistemo machine exec nossh -- dpkg -s openssh-server
+[ "$RC" -eq 0 ] || { echo "exec: $ERR"; console_tail 60; }
+expect_rc 0 "dpkg -s openssh-server in the guest"
+expect_in "$OUT" "Status: install ok installed" "openssh-server installed in the guest"
+run sistemo machine delete nossh -y
+expect_rc 0 "delete nossh"
+ok "image build --from a Debian tree without sshd: openssh-server added by apt, boots, answers exec ($(elapsed "$T1") s)"
 echo "times: image build ${BUILD_S:-?} s, image build --packages ${BUILD2_S} s, boot $((BOOT_MS / 1000)) s, deploy ${DEPLOY_S} s," \
 	"exec ${EXEC_S} s, stop ${STOP_S} s, total $(elapsed "$T0") s"
 finish
