@@ -1,6 +1,7 @@
 #include "nft.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <arpa/inet.h>
 #include <net/if.h>
@@ -133,14 +135,21 @@ batch_room(struct batch *b, size_t room)
 	return b->buf + b->len;
 }
 
+/* A batch whose messages are numbered from seq0 + 1 (the begin marker is seq0). */
 static void
-batch_init(struct batch *b)
+batch_init_at(struct batch *b, uint32_t seq0)
 {
 	memset(b, 0, sizeof(*b));
-	b->seq0 = 1;
+	b->seq0 = seq0;
 	char *p = batch_room(b, ROOM_MSG);
 	if (p)
 		b->len += nftnl_batch_begin(p, b->seq0)->nlmsg_len;
+}
+
+static void
+batch_init(struct batch *b)
+{
+	batch_init_at(b, 1);
 }
 
 /* Starts a message that asks for an ACK; NULL after any failure. */
@@ -1968,16 +1977,73 @@ port_describe(const struct nft_port *p, char *buf, size_t size)
 		 p->host_port);
 }
 
-/* One element in or out of its map, in one batch of one message. missing_ok: a missing
- * element (or table) is success. */
-static int
-port_change(const struct nft_port *p, uint16_t type, bool missing_ok, struct err *err)
+/* The socket port changes go through, kept open: closing a netlink socket that changed
+ * nf_tables waits for an RCU grace period (~10 ms here), which would be most of an unexpose.
+ * Reopened after any error (no stale answer is ever read) and when the calling thread is in
+ * another network namespace than the one it was opened in. Sequence numbers keep growing, so
+ * an answer always names the batch it belongs to. */
+static struct {
+	pthread_mutex_t lock;
+	struct mnl_socket *nl;
+	ino_t netns;
+	uint32_t seq;
+} port_sock = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static ino_t
+thread_netns(void)
 {
-	cleanup_(nlsock) struct mnl_socket *nl = NULL;
+	struct stat st;
+
+	return stat("/proc/thread-self/ns/net", &st) == 0 ? st.st_ino : 0;
+}
+
+/* One element in or out of its map, in one batch of one message, through port_sock (its lock
+ * held). missing_ok: a missing element (or table) is success. */
+static int
+port_change_locked(const struct nft_port *p, uint16_t type, bool missing_ok, const char *what,
+		   struct err *err)
+{
 	struct build bd = {.family = NFPROTO_INET};
 	struct err local = {0};
 	struct port_elem pe;
 	struct batch b;
+	ino_t ns = thread_netns();
+	int r;
+
+	if (port_sock.nl && (ns == 0 || ns != port_sock.netns)) {
+		mnl_socket_close(port_sock.nl);
+		port_sock.nl = NULL;
+	}
+	if (!port_sock.nl) {
+		if ((r = nl_open(&port_sock.nl)) < 0)
+			return fail(err, r, "%s: open netlink socket", what);
+		port_sock.netns = ns;
+	}
+	/* 1..2^31, a batch takes two numbers (begin, the element, end: seq0 .. seq0 + 2) */
+	port_sock.seq = port_sock.seq >= 0x7ffffff0u ? 1 : port_sock.seq + 4;
+	batch_init_at(&b, port_sock.seq);
+	bd.b = &b;
+	port_elem(p, &pe);
+	struct elems w = {.bd = &bd, .set = pe.map, .type = type};
+	elems_add(&w, pe.key, pe.klen, type == NFT_MSG_NEWSETELEM ? pe.data : NULL, sizeof(pe.data),
+		  0);
+	elems_flush(&w);
+	r = batch_run(port_sock.nl, &b, what, &local);
+	batch_free(&b);
+	if (r < 0) {
+		mnl_socket_close(port_sock.nl);
+		port_sock.nl = NULL;
+	}
+	if (r == -ENOENT && missing_ok)
+		return 0;
+	if (r < 0)
+		return err_set(err, local.code, NULL, -r, "%s", local.msg);
+	return 0;
+}
+
+static int
+port_change(const struct nft_port *p, uint16_t type, bool missing_ok, struct err *err)
+{
 	char what[96], desc[48];
 	int r = port_check(p, err);
 
@@ -1986,22 +2052,10 @@ port_change(const struct nft_port *p, uint16_t type, bool missing_ok, struct err
 	port_describe(p, desc, sizeof(desc));
 	snprintf(what, sizeof(what), "%s port '%s'", type == NFT_MSG_NEWSETELEM ? "add" : "delete",
 		 desc);
-	if ((r = nl_open(&nl)) < 0)
-		return fail(err, r, "%s: open netlink socket", what);
-	batch_init(&b);
-	bd.b = &b;
-	port_elem(p, &pe);
-	struct elems w = {.bd = &bd, .set = pe.map, .type = type};
-	elems_add(&w, pe.key, pe.klen, type == NFT_MSG_NEWSETELEM ? pe.data : NULL, sizeof(pe.data),
-		  0);
-	elems_flush(&w);
-	r = batch_run(nl, &b, what, &local);
-	batch_free(&b);
-	if (r == -ENOENT && missing_ok)
-		return 0;
-	if (r < 0)
-		return err_set(err, local.code, NULL, -r, "%s", local.msg);
-	return 0;
+	pthread_mutex_lock(&port_sock.lock);
+	r = port_change_locked(p, type, missing_ok, what, err);
+	pthread_mutex_unlock(&port_sock.lock);
+	return r;
 }
 
 int

@@ -119,8 +119,9 @@ int nft_apply(const struct nft_model *m, struct err *err);
 int nft_port_add(const struct nft_port *p, struct err *err);
 
 /* Removes one exposed port's map element; a missing one (or no ruleset) is not an error.
- * Connections already established through it keep flowing until they end. Takes an RCU grace
- * period (~10 ms): closing the netlink socket waits for nf_tables to free what it deleted. */
+ * Connections already established through it keep flowing until they end.
+ * nft_port_add and nft_port_del share one netlink socket kept open (serialized by a lock):
+ * closing a socket that changed nf_tables waits for an RCU grace period (~10 ms). */
 int nft_port_del(const struct nft_port *p, struct err *err);
 
 /* Appends our tables as `nft list` prints them (read through libnftables), then one comment
