@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <net/if.h>
@@ -36,6 +37,9 @@
 #define NETNS_DIR "/run/netns"
 #define NS_PREFIX "sistemo-"
 #define HOST_END_PREFIX "vh-"
+#define SPARE_PREFIX NS_PREFIX "spare" /* spare namespaces: "sistemo-spare<n>" */
+#define SPARE_END_PREFIX "vs-"         /* their host ends: "vs-<n>" */
+#define SPARES_MAX 16
 #define SHORT_ID_LEN 8
 /* br0's ifindex, asked for when it is created so that the requests after it name it as master
  * without a lookup. A fresh namespace numbers lo 1, then tap0 and eth0 from 2 up: never 10. */
@@ -559,6 +563,7 @@ netns_list(int (*fn)(void *ud, const char *ns_name), void *ud, struct err *err)
 		return errno == ENOENT ? 0 : fail(err, -errno, "list '%s'", NETNS_DIR);
 	while ((de = readdir(d))) {
 		if (strncmp(de->d_name, NS_PREFIX, strlen(NS_PREFIX)) != 0 ||
+		    strncmp(de->d_name, SPARE_PREFIX, strlen(SPARE_PREFIX)) == 0 ||
 		    strnlen(de->d_name, name_max) == name_max)
 			continue;
 		int r = fn(ud, de->d_name);
@@ -895,13 +900,14 @@ build_rollback(struct build *b)
 		log_warn("rollback: delete namespace '%s': %s", b->n->ns, strerror(-r));
 }
 
-/* What the build needs from the caller's namespace, before anything is made. */
+/* What the build needs from the caller's namespace, before anything is made; a spare
+ * (host_bridge NULL) is attached to none. */
 static int
 build_prepare(struct build *b, struct err *err)
 {
 	int r;
 
-	b->host_bridge_index = (int)if_nametoindex(b->host_bridge);
+	b->host_bridge_index = b->host_bridge ? (int)if_nametoindex(b->host_bridge) : -1;
 	if (b->host_bridge_index == 0)
 		return errno == ENODEV ? err_set(err, ERR_PRECONDITION, NULL, ENODEV,
 						 "host bridge '%s' does not exist", b->host_bridge)
@@ -913,10 +919,282 @@ build_prepare(struct build *b, struct err *err)
 	return r < 0 ? fail(err, r, "open netlink") : 0;
 }
 
+/* ---- spares: namespaces built ahead of the machines that take them ------------------------ */
+
+/* A machine's plumbing is nearly all kernel work (a few ms here: netns_machine_create above),
+ * and nearly none of it depends on the machine: the namespace with br0, eth0 and tap0, and the
+ * veth's host end, are built ahead by one thread and kept ready. A machine then takes one:
+ * the namespace's mount moves to the machine's name, and one request renames the host end,
+ * attaches it to the host bridge and brings it up. The thread builds the next one meanwhile. */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	pthread_t thread;
+	bool running, stop;
+	unsigned want, n_ready, gen, building;
+	char bridge[IFNAMSIZ]; /* where spares wait as down ports ("": none) */
+	struct netns_names ready[SPARES_MAX];
+} spares = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static void
+spare_names(unsigned gen, struct netns_names *n)
+{
+	netns_names_for(NULL, n);
+	snprintf(n->ns, sizeof(n->ns), SPARE_PREFIX "%u", gen);
+	snprintf(n->ns_path, sizeof(n->ns_path), NETNS_DIR "/" SPARE_PREFIX "%u", gen);
+	snprintf(n->veth_host, sizeof(n->veth_host), SPARE_END_PREFIX "%u", gen);
+}
+
+/* Closes what the build opened; on failure (r < 0) undoes what it made first. */
+static int
+build_end(struct build *b, int r)
+{
+	if (r < 0)
+		build_rollback(b);
+	sock_close(b->ns);
+	sock_close(b->host);
+	if (b->host_ns_fd >= 0)
+		close(b->host_ns_fd);
+	return r;
+}
+
+/* IPv6 off on a spare's host end before it first comes up: a bridge port needs no address,
+ * and bringing it up would otherwise start a link-local address, DAD and MLD on the deploy
+ * path. Best effort. */
+static void
+host_end_ipv6_off(const char *name)
+{
+	char path[96];
+
+	snprintf(path, sizeof(path), "/proc/sys/net/ipv6/conf/%s/disable_ipv6", name);
+	cleanup_close int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd >= 0 && write(fd, "1", 1) < 0)
+		log_debug("spare namespace: %s: %s", path, strerror(errno));
+}
+
+/* A spare: the namespace and its links as for a machine, the host end with IPv6 off and
+ * already a port (down) of host_bridge, when that is given and exists: what a machine on it
+ * then waits for is a rename and an up. */
+static int
+spare_build(const struct netns_names *n, const char *host_bridge, struct err *err)
+{
+	struct build b = {.n = n, .host_ns_fd = -1};
+	int r = build_prepare(&b, err);
+
+	if (r == 0)
+		r = build_ns(&b, err);
+	if (r == 0)
+		r = build_links(&b, err);
+	if (r == 0) {
+		host_end_ipv6_off(n->veth_host);
+		int index = host_bridge ? (int)if_nametoindex(host_bridge) : 0;
+		struct reqs q = {0};
+		if (index > 0) {
+			struct nlmsghdr *h = req_link(&q, RTM_NEWLINK, 0, n->veth_host, 0, 0);
+			mnl_attr_put_u32(h, IFLA_MASTER, (uint32_t)index);
+			if ((r = reqs_run(b.host, &q)) < 0)
+				fail(err, r, "attach '%s' to '%s'", n->veth_host, host_bridge);
+		}
+	}
+	return build_end(&b, r);
+}
+
+static void *
+spares_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&spares.lock);
+	while (!spares.stop) {
+		if (spares.n_ready >= spares.want) {
+			pthread_cond_wait(&spares.cond, &spares.lock);
+			continue;
+		}
+		struct netns_names n;
+		struct err err = {0};
+		char bridge[IFNAMSIZ];
+		spare_names(++spares.gen, &n);
+		snprintf(bridge, sizeof(bridge), "%s", spares.bridge);
+		spares.building++;
+		pthread_mutex_unlock(&spares.lock);
+		int r = spare_build(&n, bridge[0] ? bridge : NULL, &err);
+		pthread_mutex_lock(&spares.lock);
+		spares.building--;
+		if (r == 0 && !spares.stop) {
+			spares.ready[spares.n_ready++] = n;
+			pthread_cond_broadcast(&spares.cond);
+			continue;
+		}
+		if (r == 0) {
+			ns_del(n.ns_path);
+			break;
+		}
+		log_warn("spare namespace: %s (retrying in 5 s)", err.msg);
+		err_clear(&err);
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 5;
+		while (!spares.stop &&
+		       pthread_cond_timedwait(&spares.cond, &spares.lock, &until) != ETIMEDOUT)
+			;
+	}
+	pthread_mutex_unlock(&spares.lock);
+	return NULL;
+}
+
+/* Spares a crashed daemon left: their host ends go with them. */
+static void
+spares_clear_stale(void)
+{
+	cleanup_(dir) DIR *d = opendir(NETNS_DIR);
+	struct dirent *de;
+	char path[PATH_MAX];
+
+	while (d && (de = readdir(d)))
+		if (strncmp(de->d_name, SPARE_PREFIX, strlen(SPARE_PREFIX)) == 0 &&
+		    snprintf(path, sizeof(path), NETNS_DIR "/%s", de->d_name) < (int)sizeof(path))
+			ns_del(path);
+}
+
+int
+netns_spares_start(unsigned n, const char *host_bridge, struct err *err)
+{
+	int r;
+
+	if (n > SPARES_MAX)
+		return err_set(err, ERR_INVALID, NULL, EINVAL, "%u spare namespaces: at most %d", n,
+			       SPARES_MAX);
+	if (host_bridge && !ifname_ok(host_bridge, IFNAMSIZ))
+		return err_set(err, ERR_INVALID, NULL, EINVAL, "invalid bridge name '%.16s'",
+			       host_bridge);
+	if ((r = run_dir_prepare()) < 0)
+		return fail(err, r, "prepare '%s'", NETNS_DIR);
+	pthread_mutex_lock(&spares.lock);
+	snprintf(spares.bridge, sizeof(spares.bridge), "%s", host_bridge ? host_bridge : "");
+	if (spares.running) {
+		spares.want = n;
+		pthread_cond_broadcast(&spares.cond);
+		pthread_mutex_unlock(&spares.lock);
+		return 0;
+	}
+	spares_clear_stale();
+	spares.want = n;
+	spares.stop = false;
+	r = n ? -pthread_create(&spares.thread, NULL, spares_main, NULL) : 0;
+	spares.running = n && r == 0;
+	pthread_mutex_unlock(&spares.lock);
+	return r < 0 ? fail(err, r, "start the spare namespaces' thread") : 0;
+}
+
+void
+netns_spares_stop(void)
+{
+	pthread_mutex_lock(&spares.lock);
+	bool running = spares.running;
+	spares.stop = true;
+	pthread_cond_broadcast(&spares.cond);
+	pthread_mutex_unlock(&spares.lock);
+	if (running)
+		pthread_join(spares.thread, NULL);
+	pthread_mutex_lock(&spares.lock);
+	for (unsigned i = 0; i < spares.n_ready; i++)
+		ns_del(spares.ready[i].ns_path);
+	spares.n_ready = 0;
+	spares.running = false;
+	pthread_mutex_unlock(&spares.lock);
+}
+
+bool
+netns_spares_wait(unsigned n, unsigned timeout_ms)
+{
+	struct timespec until;
+	bool ok;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&spares.lock);
+	while (spares.running && spares.n_ready < n &&
+	       pthread_cond_timedwait(&spares.cond, &spares.lock, &until) != ETIMEDOUT)
+		;
+	ok = spares.n_ready >= n;
+	pthread_mutex_unlock(&spares.lock);
+	return ok;
+}
+
+static bool
+spare_take(struct netns_names *ret)
+{
+	bool ok = false;
+
+	pthread_mutex_lock(&spares.lock);
+	if (spares.n_ready > 0) {
+		*ret = spares.ready[--spares.n_ready];
+		ok = true;
+	}
+	pthread_mutex_unlock(&spares.lock);
+	return ok;
+}
+
+/* Wakes the thread to build the next spare: only once the taker is done with the kernel's
+ * link lock (RTNL), which a build holds for a few ms at a time. */
+static void
+spares_refill(void)
+{
+	pthread_mutex_lock(&spares.lock);
+	pthread_cond_broadcast(&spares.cond);
+	pthread_mutex_unlock(&spares.lock);
+}
+
+/* ip link set <spare host end> name <veth_host> master <host_bridge> up: one request (a
+ * link that is down can be renamed; the kernel renames before it applies master and flags). */
+static int
+spare_attach(struct build *b, const struct netns_names *spare)
+{
+	int index = (int)if_nametoindex(spare->veth_host);
+
+	for (int tries = 0; index > 0 && tries < 2; tries++) {
+		struct reqs q = {0};
+		struct nlmsghdr *h = req_link(&q, RTM_NEWLINK, 0, b->n->veth_host, index, IFF_UP);
+		mnl_attr_put_u32(h, IFLA_MASTER, (uint32_t)b->host_bridge_index);
+		int r = reqs_run(b->host, &q);
+		/* a leftover host end of this machine holds the name: as veth_reclaim */
+		if (r != -EEXIST || tries > 0 || leftover_veth_del(b->host, b->n) < 0)
+			return r;
+	}
+	return index > 0 ? -EEXIST : -errno;
+}
+
+/* The machine takes the spare: the namespace's mount moves to the machine's name (the spare's
+ * name is gone before this returns), then its host end is renamed and attached. */
+static int
+spare_adopt(struct build *b, const struct netns_names *spare, struct err *err)
+{
+	int r = ns_file_create(b->n->ns_path);
+
+	if (r < 0) {
+		ns_del(spare->ns_path);
+		return fail(err, r, "create namespace");
+	}
+	b->ns_made = true;
+	r = mount(spare->ns_path, b->n->ns_path, "none", MS_BIND, NULL) < 0 ? -errno : 0;
+	ns_del(spare->ns_path);
+	if (r < 0)
+		return fail(err, r, "create namespace");
+	if ((r = spare_attach(b, spare)) < 0)
+		return fail(err, r, "attach '%s' as '%s' to '%s'", spare->veth_host,
+			    b->n->veth_host, b->host_bridge);
+	return 0;
+}
+
 int
 netns_machine_create(const struct netns_names *n, const char *host_bridge, struct err *err)
 {
 	struct build b = {.n = n, .host_bridge = host_bridge, .host_ns_fd = -1};
+	struct netns_names spare;
 	int r = names_check(n, err);
 
 	if (r < 0)
@@ -925,18 +1203,17 @@ netns_machine_create(const struct netns_names *n, const char *host_bridge, struc
 		return err_set(err, ERR_INVALID, NULL, EINVAL, "invalid bridge name '%.16s'",
 			       host_bridge ? host_bridge : "");
 	r = build_prepare(&b, err);
-	if (r == 0)
+	if (r == 0 && spare_take(&spare)) {
+		r = spare_adopt(&b, &spare, err);
+		spares_refill();
+	} else if (r == 0) {
 		r = build_ns(&b, err);
-	if (r == 0)
-		r = build_links(&b, err);
-	if (r == 0)
-		r = attach_host_end(&b, err);
-	if (r < 0)
-		build_rollback(&b);
-	sock_close(b.ns);
-	sock_close(b.host);
-	if (b.host_ns_fd >= 0)
-		close(b.host_ns_fd);
+		if (r == 0)
+			r = build_links(&b, err);
+		if (r == 0)
+			r = attach_host_end(&b, err);
+	}
+	r = build_end(&b, r);
 	if (r < 0)
 		err_wrap(err, "machine netns '%s'", n->ns);
 	return r;

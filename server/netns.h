@@ -47,6 +47,22 @@ int netns_bridge_delete(const char *bridge, struct err *err);
  * the kernel: a bare unshare(CLONE_NEWNET) alone is 0.6-1 ms on a small, busy VM. */
 int netns_machine_create(const struct netns_names *n, const char *host_bridge, struct err *err);
 
+/* Keeps n (at most 16) spare namespaces built ahead: "sistemo-spare<k>" under /run/netns, each
+ * with br0, eth0 and tap0 as above, lo up, and its veth's host end "vs-<k>" down, IPv6 off, and
+ * already a port of host_bridge (NULL: of none). netns_machine_create takes one when there is
+ * one: the mount moves to the machine's name and one request renames the host end, attaches it
+ * to the machine's bridge (a no-op when it is host_bridge) and brings it up, and a thread
+ * builds the next spare meanwhile; without one it builds the whole. Spares a previous daemon
+ * left are deleted first. netns_list never reports a spare. Called again, it changes n and the
+ * bridge of the spares built next. Call from the host namespace's thread. */
+int netns_spares_start(unsigned n, const char *host_bridge, struct err *err);
+
+/* Stops building spares and deletes those built (their host ends go with them). */
+void netns_spares_stop(void);
+
+/* Waits until n spares are ready, at most timeout_ms; true when they are. */
+bool netns_spares_wait(unsigned n, unsigned timeout_ms);
+
 /* Tears a machine's plumbing down by deleting its namespace (unmount + unlink, ~0.1 ms). Once
  * nothing else holds the namespace (stop the VMM first), the kernel deletes its links and the
  * host veth end with them, asynchronously (~20 ms later): the call does not wait for it.

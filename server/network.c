@@ -24,6 +24,7 @@
 #include "strbuf.h"
 #include "uuid.h"
 
+#define NET_SPARES 2   /* spare machine namespaces kept built ahead (netns_spares_start) */
 #define AUTO_FIRST 201 /* named networks get 10.<201..254>.0.0/24 */
 #define AUTO_LAST 254
 #define DNS_PORT 53
@@ -1177,12 +1178,20 @@ net_host_start(struct daemon *d, struct err *err)
 	if (r >= 0)
 		dns_start(d, &l);
 	free(l.nets);
+	/* spare namespaces on the default bridge: a deploy takes one (netns.h). Optional: without
+	 * them a deploy builds its namespace whole */
+	struct err serr = {0};
+	if (r >= 0 && netns_spares_start(NET_SPARES, d->bridge, &serr) < 0) {
+		log_warn("spare namespaces: %s", serr.msg);
+		err_clear(&serr);
+	}
 	return r;
 }
 
 void
 net_host_stop(struct daemon *d)
 {
+	netns_spares_stop();
 	dns_server_free(d->dns);
 	d->dns = NULL;
 }

@@ -2,9 +2,12 @@
  * netns_machine_delete (netlink in-process) versus the same topology built by spawning `ip`, as
  * Sistemo's VMNetwork.Create/Cleanup does (13 `ip` commands, 8 of them through `ip netns exec`),
  * measured in the same run, interleaved in blocks, with the kernel's floor (a bare
- * unshare(CLONE_NEWNET) on a thread) beside them. Prints median/p90/min per machine and the
- * ratios. Targets: create <= 2 ms and >= 50x faster than `ip`; delete <= 1 ms on the caller's
- * side (the kernel then removes the links asynchronously).
+ * unshare(CLONE_NEWNET) on a thread) beside them. The daemon's way twice: building the whole
+ * (no spare), and taking a spare namespace built ahead (netns_spares_start, as the daemon
+ * runs): what a deploy waits for; the next spare is built, untimed, before the next create.
+ * Prints median/p90/min per machine and the ratios. Targets: create <= 2 ms and >= 50x faster
+ * than `ip`; delete <= 1 ms on the caller's side (the kernel then removes the links
+ * asynchronously).
  *
  * Usage: bench_plumbing [MACHINES [BLOCKS]]   (as root; it moves itself into fresh network and
  * mount namespaces first, so nothing it makes is visible to the host) */
@@ -34,7 +37,7 @@
 #define DEADLINE_SEC 900 /* the whole run: SIGALRM ends it, the namespaces die with it */
 #define MAX_ARGS 16
 
-enum { LIB, IP, FLOOR, NSIDES };
+enum { LIB, SPARE, IP, FLOOR, NSIDES };
 
 extern char **environ;
 
@@ -193,6 +196,25 @@ lib_delete(unsigned id)
 	return 0;
 }
 
+/* A spare kept ready (netns_spares_start): the create a deploy waits for takes it. Between
+ * two creates (untimed) the spare thread builds the next; the other sides run without spares. */
+static void
+spares_begin(void)
+{
+	struct err err = {0};
+
+	if (netns_spares_start(1, HOST_BRIDGE, &err) < 0) {
+		fprintf(stderr, "%s\n", err.msg);
+		exit(1);
+	}
+}
+
+static int
+spare_ready(void)
+{
+	return netns_spares_wait(1, 10000) ? 0 : -1;
+}
+
 /* ---- the kernel's floor: one bare namespace, on a thread as ns_add makes it ------------------ */
 
 static void *
@@ -225,6 +247,9 @@ struct side {
 	unsigned id_base; /* machine i has id id_base + i: names never repeat within a run */
 	int (*create)(unsigned id);
 	int (*delete)(unsigned id); /* NULL: not measured */
+	void (*begin)(void);        /* before a block of creates, untimed (NULL: nothing) */
+	int (*ready)(void);         /* before each create, untimed (NULL: nothing) */
+	void (*end)(void);          /* after a block of creates */
 	double create_ms[MAX_MACHINES], delete_ms[MAX_MACHINES];
 };
 
@@ -232,7 +257,13 @@ struct side {
 static void
 run_block(struct side *s, bool create, int from, int to)
 {
+	if (create && s->begin)
+		s->begin();
 	for (int i = from; i < to; i++) {
+		if (create && s->ready && s->ready() < 0) {
+			fprintf(stderr, "%s: no spare namespace ready\n", s->name);
+			exit(1);
+		}
 		double t = now_ms();
 		if ((create ? s->create : s->delete)(s->id_base + (unsigned)i) < 0) {
 			fprintf(stderr, "%s: %s of machine %d failed\n", s->name,
@@ -241,6 +272,8 @@ run_block(struct side *s, bool create, int from, int to)
 		}
 		(create ? s->create_ms : s->delete_ms)[i] = now_ms() - t;
 	}
+	if (create && s->end)
+		s->end();
 }
 
 /* Every side, block by block; the side that goes first rotates so that the kernel's
@@ -318,10 +351,16 @@ report(struct side s[NSIDES], int machines, int blocks)
 			row("delete", s[k].name, d[k]);
 	printf("ratio create `ip` / in-process:  median %.1fx  p90 %.1fx\n",
 	       c[IP].median / c[LIB].median, c[IP].p90 / c[LIB].p90);
+	printf("ratio create `ip` / spare taken: median %.1fx  p90 %.1fx\n",
+	       c[IP].median / c[SPARE].median, c[IP].p90 / c[SPARE].p90);
 	printf("ratio delete `ip` / in-process:  median %.1fx  p90 %.1fx\n",
 	       d[IP].median / d[LIB].median, d[IP].p90 / d[LIB].p90);
-	target("create in-process <= 2 ms (median)", c[LIB].median, "ms", c[LIB].median <= 2.0);
-	target("create >= 50x faster than `ip` (median)", c[IP].median / c[LIB].median, "x",
+	target("create, deploy path (spare taken) <= 2 ms", c[SPARE].median, "ms",
+	       c[SPARE].median <= 2.0);
+	target("create, deploy path >= 50x faster than `ip`", c[IP].median / c[SPARE].median, "x",
+	       c[IP].median / c[SPARE].median >= 50.0);
+	target("create, whole build (no spare) <= 2 ms", c[LIB].median, "ms", c[LIB].median <= 2.0);
+	target("create, whole build >= 50x faster than `ip`", c[IP].median / c[LIB].median, "x",
 	       c[IP].median / c[LIB].median >= 50.0);
 	target("delete in-process <= 1 ms caller side (median)", d[LIB].median, "ms",
 	       d[LIB].median <= 1.0);
@@ -335,6 +374,13 @@ main(int argc, char **argv)
 			 .id_base = 0x10000000u,
 			 .create = lib_create,
 			 .delete = lib_delete},
+		[SPARE] = {.name = "in-process, a spare taken (deploy path)",
+			   .id_base = 0x30000000u,
+			   .create = lib_create,
+			   .delete = lib_delete,
+			   .begin = spares_begin,
+			   .ready = spare_ready,
+			   .end = netns_spares_stop},
 		[IP] = {.name = "`ip` spawns, as Sistemo",
 			.id_base = 0x20000000u,
 			.create = ip_create,

@@ -150,10 +150,25 @@ expect_rc 0 "delete db"
 expect_eq "$(db 'SELECT count(*) FROM machine')" 0 "no machine rows"
 expect_eq "$(db 'SELECT count(*) FROM ip_allocation')" 0 "no IP allocations"
 expect_eq "$(ls "$SISTEMO_DATA_DIR/vms")" "" "no machine files"
-expect_eq "$(ip netns list | grep -c sistemo- || true)" 0 "no namespaces"
+expect_eq "$(ip netns list | grep -c 'sistemo-[0-9a-f]\{8\}' || true)" 0 "no machine namespaces"
 expect_eq "$(ip -br link | grep -c '^vh-' || true)" 0 "no host veths"
 pgrep -f "$SISTEMO_DATA_DIR/vms" && fail "a VMM is still running"
 ls -d /sys/fs/cgroup/*/sistemo/"$WID" /sys/fs/cgroup/sistemo/"$WID" 2>/dev/null && fail "cgroup left"
 ok "delete leaves no namespace, link, file, row or IP allocation"
+
+# --- spare namespaces: built ahead while the daemon runs, gone with it -------------------------
+# (docs/networking.md): two, each host end a port of sistemo0, down, with IPv6 off
+for _ in $(seq 1 50); do [ "$(ip netns list | grep -c '^sistemo-spare')" -ge 2 ] && break; sleep 0.1; done
+expect_eq "$(ip netns list | grep -c '^sistemo-spare' || true)" 2 "spare namespaces while running"
+for l in $(ip -br link | awk '/^vs-/ { sub(/@.*/, "", $1); print $1 }'); do
+	ip -d link show "$l" | grep -q "master sistemo0" || fail "spare host end $l is not a port of sistemo0"
+	ip link show "$l" | grep -q "state DOWN" || fail "spare host end $l is up"
+	expect_eq "$(cat "/proc/sys/net/ipv6/conf/$l/disable_ipv6")" 1 "IPv6 off on $l"
+done
+stop_daemon
+expect_eq "$(ip netns list | grep -c '^sistemo-spare' || true)" 0 "spare namespaces after the daemon stopped"
+for _ in $(seq 1 50); do ip -br link | grep -q '^vs-' || break; sleep 0.1; done
+expect_eq "$(ip -br link | grep -c '^vs-' || true)" 0 "spare host ends after the daemon stopped"
+ok "two spare namespaces wait as down ports of sistemo0 and go with the daemon"
 
 finish
