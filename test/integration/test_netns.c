@@ -539,6 +539,98 @@ list_only_ours(void **state)
 		fail_msg("listed '%s'", got);
 }
 
+/* ---- spare namespaces ------------------------------------------------------------------------ */
+
+/* The names of our spare namespaces and of the host ends starting with prefix, sorted. */
+static void
+spare_names_now(char *ns_buf, size_t ns_size, char *links_buf, size_t links_size)
+{
+	it_cmd_out(ns_buf, ns_size,
+		   "ip netns list | grep -o '^sistemo-spare[0-9]*' | sort | tr '\\n' ' '");
+	it_cmd_out(links_buf, links_size,
+		   "ip -j link | grep -o '\"ifname\":\"vs-[^\"]*\"' | cut -d'\"' -f4 | sort | "
+		   "tr '\\n' ' '");
+}
+
+/* A create takes a spare: the machine's namespace holds the spare's links, its host end is
+ * renamed, attached and up; the spare's names are gone, the next spare is built, and netns_list
+ * never shows a spare. Stopping deletes the spares and, with them, their host ends. */
+static void
+spares_taken_and_rebuilt(void **state)
+{
+	struct netns_names n;
+	struct err err = {0};
+	char ns_before[256], links_before[256], ns_after[256], links_after[256], got[256] = "";
+	char out[8192];
+
+	(void)state;
+	assert_int_equal(netns_spares_start(1, BRIDGE, &err), 0);
+	assert_true(netns_spares_wait(1, 10000));
+	spare_names_now(ns_before, sizeof(ns_before), links_before, sizeof(links_before));
+	assert_int_equal(strlen(ns_before) > 0, 1);
+	assert_int_equal(strncmp(links_before, "vs-", 3), 0);
+	/* the spare's host end waits as a down port of the bridge, IPv6 off */
+	char vs[32];
+	snprintf(vs, sizeof(vs), "%.*s", (int)strcspn(links_before, " "), links_before);
+	link_json(NULL, vs, out, sizeof(out));
+	assert_has(out, "\"master\":\"" BRIDGE "\"");
+	assert_false(has_flag(out, "UP"));
+	assert_int_equal(
+		it_cmd_out(got, sizeof(got), "cat /proc/sys/net/ipv6/conf/%s/disable_ipv6", vs), 0);
+	assert_string_equal(got, "1\n");
+	got[0] = '\0';
+	assert_int_equal(netns_list(collect, got, &err), 0);
+	assert_string_equal(got, "");
+
+	names(0, &n);
+	machine_create_ok(&n);
+	assert_true(netns_machine_exists(&n));
+	link_names(n.ns, got, sizeof(got));
+	assert_string_equal(got, "br0 eth0 lo tap0 ");
+	link_json(NULL, n.veth_host, out, sizeof(out));
+	assert_has(out, "\"master\":\"" BRIDGE "\"");
+	assert_true(has_flag(out, "UP"));
+	assert_false(link_exists(NULL, vs));
+	/* the next spare, under new names */
+	assert_true(netns_spares_wait(1, 10000));
+	spare_names_now(ns_after, sizeof(ns_after), links_after, sizeof(links_after));
+	assert_int_equal(strlen(ns_after) > 0, 1);
+	assert_string_not_equal(ns_after, ns_before);
+	assert_string_not_equal(links_after, links_before);
+	got[0] = '\0';
+	assert_int_equal(netns_list(collect, got, &err), 0);
+	assert_string_equal(got, "sistemo-1a2b3c4d ");
+
+	/* stopped: no spare namespace; the host end goes with it */
+	netns_spares_stop();
+	snprintf(vs, sizeof(vs), "%.*s", (int)strcspn(links_after, " "), links_after);
+	assert_true(link_gone_within(vs, 2000));
+	spare_names_now(ns_after, sizeof(ns_after), links_after, sizeof(links_after));
+	assert_string_equal(ns_after, "");
+	assert_string_equal(links_after, "");
+	/* without spares, a create builds the whole again */
+	names(1, &n);
+	machine_create_ok(&n);
+	link_json(NULL, n.veth_host, out, sizeof(out));
+	assert_true(has_flag(out, "UP"));
+}
+
+/* A daemon killed with spares ready: the next start deletes them before building its own. */
+static void
+stale_spares_cleared(void **state)
+{
+	struct err err = {0};
+	char ns[256], links[256];
+
+	(void)state;
+	assert_int_equal(it_cmd("ip netns add sistemo-spare999"), 0);
+	assert_int_equal(netns_spares_start(1, BRIDGE, &err), 0);
+	assert_true(netns_spares_wait(1, 10000));
+	spare_names_now(ns, sizeof(ns), links, sizeof(links));
+	assert_null(strstr(ns, "sistemo-spare999 "));
+	netns_spares_stop();
+}
+
 /* ---- failures roll back -------------------------------------------------------------------- */
 
 static void
@@ -862,6 +954,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(qemu_opens_tap, machines_up, machines_down),
 		cmocka_unit_test_setup_teardown(traffic_flows, machines_up, machines_down),
 		cmocka_unit_test_setup_teardown(list_only_ours, machines_up, machines_down),
+		cmocka_unit_test_setup_teardown(spares_taken_and_rebuilt, NULL, machines_down),
+		cmocka_unit_test_setup_teardown(stale_spares_cleared, NULL, machines_down),
 		cmocka_unit_test_setup_teardown(rollback_when_veth_name_taken, NULL, machines_down),
 		cmocka_unit_test_setup_teardown(rollback_when_attach_fails, NULL, machines_down),
 		cmocka_unit_test_setup_teardown(rollback_when_tap_fails, NULL, machines_down),
