@@ -101,28 +101,11 @@ static const char *const SETUP[] = {
 	"ip -n lan route add default via 192.0.2.1",
 };
 
-static double
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 /* Sorts v in place. */
 static double
 percentile(double *v, int n, int pct)
 {
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	qsort(v, (size_t)n, sizeof(*v), it_cmp_double);
 	if (pct == 50)
 		return (v[(n - 1) / 2] + v[n / 2]) / 2;
 	return v[(n * pct) / 100 < n ? (n * pct) / 100 : n - 1];
@@ -297,12 +280,12 @@ echo_once(const struct bench *b, uint32_t ip, uint16_t port)
 	char c = 'x';
 
 	errno = 0;
-	double t0 = now_ms();
+	double t0 = it_now_ms();
 	bool ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
 		  send(fd, &c, 1, MSG_NOSIGNAL) == 1 && recv(fd, &c, 1, 0) == 1;
 	int e = errno;
 	close(fd);
-	double t = now_ms() - t0;
+	double t = it_now_ms() - t0;
 	if (!ok)
 		die(ip == GUEST_IP ? "echo, direct" : "echo, through DNAT",
 		    e ? strerror(e) : "connection closed");
@@ -319,7 +302,7 @@ bulk_once(const struct bench *b, uint32_t ip, uint16_t port, int mib)
 	int fd = ns_socket(b->lan_ns);
 	ssize_t n = 0;
 
-	double t0 = now_ms();
+	double t0 = it_now_ms();
 	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
 		close(fd);
 		return -1;
@@ -332,7 +315,7 @@ bulk_once(const struct bench *b, uint32_t ip, uint16_t port, int mib)
 	shutdown(fd, SHUT_WR);
 	bool ok = sent == bytes && recv(fd, &got, sizeof(got), MSG_WAITALL) == sizeof(got) &&
 		  got == bytes;
-	double t = now_ms() - t0;
+	double t = it_now_ms() - t0;
 	close(fd);
 	return ok ? (double)bytes * 8 / (t * 1e6) : -1;
 }
@@ -377,14 +360,14 @@ port_add_del(struct side *s)
 	struct nft_port p = port_of(HOST_PROBE, 80);
 	struct err err = {0};
 
-	double t0 = now_ms();
+	double t0 = it_now_ms();
 	if (nft_port_add(&p, &err) < 0)
 		die("nft_port_add", err.msg);
-	s->add_ms[s->n_ops] = now_ms() - t0;
-	t0 = now_ms();
+	s->add_ms[s->n_ops] = it_now_ms() - t0;
+	t0 = it_now_ms();
 	if (nft_port_del(&p, &err) < 0)
 		die("nft_port_del", err.msg);
-	s->del_ms[s->n_ops++] = now_ms() - t0;
+	s->del_ms[s->n_ops++] = it_now_ms() - t0;
 }
 
 /* ---- the phases ----------------------------------------------------------------------------- */

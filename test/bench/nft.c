@@ -31,26 +31,9 @@
 extern char **environ;
 
 static double
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double
 median(double *v, int n)
 {
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	qsort(v, (size_t)n, sizeof(*v), it_cmp_double);
 	return v[n / 2];
 }
 
@@ -90,14 +73,14 @@ port_add_ms(unsigned i, int repeats, double *ret_del_ms)
 	struct err err = {0};
 
 	for (int k = 0; k < repeats; k++) {
-		double t0 = now_ms();
+		double t0 = it_now_ms();
 		if (nft_port_add(&p, &err) < 0)
 			die("nft_port_add", &err);
-		t[k] = now_ms() - t0;
-		t0 = now_ms();
+		t[k] = it_now_ms() - t0;
+		t0 = it_now_ms();
 		if (nft_port_del(&p, &err) < 0)
 			die("nft_port_del", &err);
-		d[k] = now_ms() - t0;
+		d[k] = it_now_ms() - t0;
 	}
 	*ret_del_ms = median(d, repeats);
 	return median(t, repeats);
@@ -196,10 +179,10 @@ peer_add_ms(unsigned existing, int repeats)
 			 FIRST_PORT + PORTS + (unsigned)k);
 		if (write_text(one, rule) < 0)
 			return -1;
-		double t0 = now_ms();
+		double t0 = it_now_ms();
 		if (nft_file(one) < 0)
 			return -1;
-		t[k] = now_ms() - t0;
+		t[k] = it_now_ms() - t0;
 	}
 	unlink(setup);
 	unlink(one);
@@ -220,19 +203,19 @@ main(int argc, char **argv)
 	alarm(DEADLINE_SEC);
 	apply(0, NULL);
 	add1 = port_add_ms(1, repeats, &del1);
-	t0 = now_ms();
+	t0 = it_now_ms();
 	fill(0, 999);
 	add1k = port_add_ms(1000, repeats, &del1k);
 	fill(999, PORTS - 1);
-	fill_ms = now_ms() - t0;
+	fill_ms = it_now_ms() - t0;
 	add10k = port_add_ms(PORTS, repeats, &del10k);
 	for (unsigned i = 0; i < PORTS; i++)
 		ports[i] = port_n(i);
 	double t[MAX_REPEATS];
 	for (int k = 0; k < repeats; k++) {
-		t0 = now_ms();
+		t0 = it_now_ms();
 		apply(PORTS, ports);
-		t[k] = now_ms() - t0;
+		t[k] = it_now_ms() - t0;
 	}
 	apply_ms = median(t, repeats);
 	nft_remove(&err);

@@ -41,23 +41,6 @@ enum { LIB, SPARE, IP, FLOOR, NSIDES };
 
 extern char **environ;
 
-static double
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 /* ---- the `ip` way: Sistemo's internal/agent/network/namespace.go ---------------------------- */
 
 /* Runs `ip ARGS...` with stdout and stderr in one pipe that is read to the end, as Go's
@@ -264,13 +247,13 @@ run_block(struct side *s, bool create, int from, int to)
 			fprintf(stderr, "%s: no spare namespace ready\n", s->name);
 			exit(1);
 		}
-		double t = now_ms();
+		double t = it_now_ms();
 		if ((create ? s->create : s->delete)(s->id_base + (unsigned)i) < 0) {
 			fprintf(stderr, "%s: %s of machine %d failed\n", s->name,
 				create ? "create" : "delete", i);
 			exit(1);
 		}
-		(create ? s->create_ms : s->delete_ms)[i] = now_ms() - t;
+		(create ? s->create_ms : s->delete_ms)[i] = it_now_ms() - t;
 	}
 	if (create && s->end)
 		s->end();
@@ -313,7 +296,7 @@ stats_of(const double *v, int n)
 	double sorted[MAX_MACHINES];
 
 	memcpy(sorted, v, (size_t)n * sizeof(*v));
-	qsort(sorted, (size_t)n, sizeof(*sorted), cmp_double);
+	qsort(sorted, (size_t)n, sizeof(*sorted), it_cmp_double);
 	return (struct stats){(sorted[(n - 1) / 2] + sorted[n / 2]) / 2, sorted[(n * 9) / 10],
 			      sorted[0]};
 }

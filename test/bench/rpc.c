@@ -20,6 +20,7 @@
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
 
+#include "../integration/it.h"
 #include "rpc_client.h"
 #include "sistemo/v1/system.pb-c.h"
 
@@ -35,14 +36,6 @@ now_us(void)
 	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
 }
 
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 struct result {
 	double p50, p99;
 };
@@ -50,7 +43,7 @@ struct result {
 static struct result
 summarize(double *v, int n)
 {
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	qsort(v, (size_t)n, sizeof(*v), it_cmp_double);
 	return (struct result){v[n / 2], v[(int)(n * 0.99)]};
 }
 

@@ -123,8 +123,6 @@ json_int(const char *json, const char *key)
 	return atoi(p + strlen(quoted));
 }
 
-static double now_ms(void);
-
 /* Waits until a host link is gone, at most timeout_ms: the kernel deletes a machine's host veth
  * end when the namespace dies, shortly after netns_machine_delete returns. Woken by the
  * kernel's link notifications, subscribed to before looking. */
@@ -133,14 +131,14 @@ link_gone_within(const char *dev, int timeout_ms)
 {
 	struct sockaddr_nl sa = {.nl_family = AF_NETLINK, .nl_groups = RTMGRP_LINK};
 	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-	double deadline = now_ms() + timeout_ms;
+	double deadline = it_now_ms() + timeout_ms;
 	char buf[8192];
 	bool gone;
 
 	assert_true(fd >= 0);
 	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	while (!(gone = if_nametoindex(dev) == 0)) {
-		int left = (int)(deadline - now_ms());
+		int left = (int)(deadline - it_now_ms());
 		struct pollfd p = {.fd = fd, .events = POLLIN};
 		if (left <= 0)
 			break;
@@ -163,15 +161,6 @@ netns_listed(const char *ns)
 		    (line[strlen(ns)] == '\0' || line[strlen(ns)] == ' '))
 			return true;
 	return false;
-}
-
-static double
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 static void
@@ -877,18 +866,10 @@ orphan_links_removed(void **state)
 	close(fd);
 }
 
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
 static void
 print_times(const char *what, double *ms)
 {
-	qsort(ms, TIMING_RUNS, sizeof(double), cmp_double);
+	qsort(ms, TIMING_RUNS, sizeof(double), it_cmp_double);
 	printf("netns timing: %-40s median %6.2f ms  min %6.2f  max %6.2f  (n=%d)\n", what,
 	       ms[TIMING_RUNS / 2], ms[0], ms[TIMING_RUNS - 1], TIMING_RUNS);
 }
@@ -913,15 +894,15 @@ create_delete_times(void **state)
 	(void)state;
 	for (unsigned i = 0; i < TIMING_RUNS; i++) {
 		timing_names(i, &n);
-		double t0 = now_ms();
+		double t0 = it_now_ms();
 		machine_create_ok(&n);
-		create_ms[i] = now_ms() - t0;
+		create_ms[i] = it_now_ms() - t0;
 	}
 	for (unsigned i = 0; i < TIMING_RUNS; i++) {
 		timing_names(i, &n);
-		double t0 = now_ms();
+		double t0 = it_now_ms();
 		machine_delete_ok(&n);
-		delete_ms[i] = now_ms() - t0;
+		delete_ms[i] = it_now_ms() - t0;
 	}
 	for (unsigned i = 0; i < TIMING_RUNS; i++) {
 		timing_names(i, &n);
@@ -929,10 +910,10 @@ create_delete_times(void **state)
 	}
 	for (unsigned i = 0; i < TIMING_RUNS; i++) {
 		timing_names(TIMING_RUNS + i, &n);
-		double t0 = now_ms();
+		double t0 = it_now_ms();
 		machine_create_ok(&n);
 		machine_delete_ok(&n);
-		churn_ms[i] = now_ms() - t0;
+		churn_ms[i] = it_now_ms() - t0;
 	}
 	assert_true(link_gone_within(n.veth_host, 2000));
 	print_times("create (side by side)", create_ms);

@@ -114,15 +114,6 @@ write_file(const char *path, const char *value)
 	close(fd);
 }
 
-static double
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 static void
 apply_ok(size_t n_ports)
 {
@@ -606,13 +597,13 @@ port_10k(void **state)
 	double t0, t_apply, t_add, t_del;
 
 	(void)state;
-	t0 = now_ms();
+	t0 = it_now_ms();
 	apply_ok(ARRAY_SIZE(all_ports));
-	t_apply = now_ms() - t0;
-	t0 = now_ms();
+	t_apply = it_now_ms() - t0;
+	t0 = it_now_ms();
 	if (nft_port_add(&the_10k_port, &err) < 0)
 		fail_msg("nft_port_add: %s", err.msg);
-	t_add = now_ms() - t0;
+	t_add = it_now_ms() - t0;
 	reach("lan", SOCK_STREAM, NULL, "192.0.2.1", PORT_10K, "web");
 	reach("lan", SOCK_STREAM, NULL, "192.0.2.1", SYNTH_BASE + 1234, "web");
 	assert_int_equal(nft_port_add(&the_10k_port, &err), 0); /* same mapping again */
@@ -620,9 +611,9 @@ port_10k(void **state)
 	assert_int_equal(nft_port_add(&taken, &err), -EEXIST);
 	assert_int_equal(err.code, ERR_EXISTS);
 	printf("  same port elsewhere: %s\n", err.msg);
-	t0 = now_ms();
+	t0 = it_now_ms();
 	assert_int_equal(nft_port_del(&the_10k_port, &err), 0);
-	t_del = now_ms() - t0;
+	t_del = it_now_ms() - t0;
 	blocked("lan", SOCK_STREAM, NULL, "192.0.2.1", PORT_10K);
 	assert_int_equal(nft_port_del(&the_10k_port, &err), 0); /* missing: fine */
 	assert_int_equal(nft_port_add(&local_port, &err), 0);
