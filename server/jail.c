@@ -46,7 +46,8 @@ static const struct {
 
 struct child {
 	const struct jail *j;
-	int out; /* write end of the output pipe */
+	int out;  /* write end of the output pipe */
+	int exec; /* write end of a close-on-exec pipe: execve's errno when it fails */
 };
 
 /* Says which step failed on stderr (the output pipe), then exits. Async-signal-safe. */
@@ -147,6 +148,9 @@ child_main(void *arg)
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		die("set no_new_privs");
 	execve(j->argv[0], (char *const *)j->argv, (char *const *)j->env);
+	int e = errno;
+	if (write(c->exec, &e, sizeof(e)) < 0)
+		_exit(127);
 	_exit(127);
 }
 
@@ -238,7 +242,8 @@ reap(pid_t pid, bool late, int *ret_status)
 }
 
 static int
-result(const struct jail *j, int read_r, int status, const struct reader *rd, struct err *err)
+result(const struct jail *j, int read_r, int status, int exec_errno, const struct reader *rd,
+       struct err *err)
 {
 	if (read_r == -ETIMEDOUT)
 		return err_set(err, ERR_DEADLINE, NULL, ETIMEDOUT,
@@ -254,9 +259,9 @@ result(const struct jail *j, int read_r, int status, const struct reader *rd, st
 			       "cannot give %s its own namespaces%s%s%s", j->what,
 			       j->root ? " and root tree" : "", rd->error[0] ? ": " : "",
 			       rd->error);
-	if (WEXITSTATUS(status) == 127 && !rd->error[0])
-		return err_set(err, ERR_INTERNAL, NULL, ENOENT, "cannot run '%s'%s", j->argv[0],
-			       j->root ? " in the tree" : "");
+	if (exec_errno)
+		return err_set(err, ERR_INTERNAL, NULL, exec_errno, "cannot run '%s'%s: %s",
+			       j->argv[0], j->root ? " in the tree" : "", strerror(exec_errno));
 	if (WEXITSTATUS(status) != 0)
 		return err_set(err, ERR_INTERNAL, NULL, EIO, "%s failed (exit status %d)%s%s",
 			       j->what, WEXITSTATUS(status), rd->error[0] ? ": " : "", rd->error);
@@ -269,27 +274,40 @@ jail_run(const struct jail *j, struct err *err)
 	cleanup_free struct reader *rd = calloc(1, sizeof(*rd));
 	cleanup_free char *stack = malloc(CLONE_STACK);
 	int flags = CLONE_NEWNS | CLONE_NEWPID | (j->no_network ? CLONE_NEWNET : 0) | SIGCHLD;
-	int pipefd[2], status = 0, r;
+	int pipefd[2], execfd[2], status = 0, exec_errno = 0, r;
 	pid_t pid;
 
 	if (!rd || !stack)
 		return err_set(err, ERR_INTERNAL, NULL, ENOMEM, "out of memory");
 	if (pipe2(pipefd, O_CLOEXEC) < 0)
 		return err_set(err, ERR_INTERNAL, NULL, errno, "pipe: %s", strerror(errno));
-	struct child c = {.j = j, .out = pipefd[1]};
+	if (pipe2(execfd, O_CLOEXEC) < 0) {
+		r = errno;
+		close(pipefd[0]);
+		close(pipefd[1]);
+		return err_set(err, ERR_INTERNAL, NULL, r, "pipe: %s", strerror(r));
+	}
+	struct child c = {.j = j, .out = pipefd[1], .exec = execfd[1]};
 	pid = clone(child_main, stack + CLONE_STACK, flags, &c);
 	r = pid < 0 ? -errno : 0;
 	close(pipefd[1]);
+	close(execfd[1]);
 	if (r < 0) {
 		close(pipefd[0]);
+		close(execfd[0]);
 		return err_set(err, ERR_INTERNAL, NULL, -r, "start %s in new namespaces: %s",
 			       j->what, strerror(-r));
 	}
 	rd->j = j;
 	int read_r = read_output(pipefd[0], rd, now_ms() + j->timeout_ms);
 	close(pipefd[0]);
-	if ((r = reap(pid, read_r < 0, &status)) < 0)
+	r = reap(pid, read_r < 0, &status);
+	/* the child has exited: its end of execfd is closed, so this read does not block */
+	if (read(execfd[0], &exec_errno, sizeof(exec_errno)) != (ssize_t)sizeof(exec_errno))
+		exec_errno = 0;
+	close(execfd[0]);
+	if (r < 0)
 		return err_set(err, ERR_INTERNAL, NULL, -r, "wait for %s: %s", j->what,
 			       strerror(-r));
-	return result(j, read_r, status, rd, err);
+	return result(j, read_r, status, exec_errno, rd, err);
 }

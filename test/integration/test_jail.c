@@ -193,7 +193,8 @@ test_missing_program(void **state)
 
 	(void)state;
 	assert_int_equal(jail_run(&j, &err), -ENOENT);
-	assert_non_null(strstr(err.msg, "cannot run '/no/such/program' in the tree"));
+	assert_non_null(strstr(
+		err.msg, "cannot run '/no/such/program' in the tree: No such file or directory"));
 	err_clear(&err);
 }
 
