@@ -1019,14 +1019,11 @@ spares_main(void *arg)
 		int r = spare_build(&n, bridge[0] ? bridge : NULL, &err);
 		pthread_mutex_lock(&spares.lock);
 		spares.building--;
-		if (r == 0 && !spares.stop) {
+		if (r == 0) {
+			/* stopping: netns_spares_stop deletes it with the others */
 			spares.ready[spares.n_ready++] = n;
 			pthread_cond_broadcast(&spares.cond);
 			continue;
-		}
-		if (r == 0) {
-			ns_del(n.ns_path);
-			break;
 		}
 		log_warn("spare namespace: %s (retrying in 5 s)", err.msg);
 		err_clear(&err);
@@ -1095,9 +1092,19 @@ netns_spares_stop(void)
 	pthread_mutex_unlock(&spares.lock);
 	if (running)
 		pthread_join(spares.thread, NULL);
+	/* the host ends first, by name: a namespace's links go with it only when the kernel
+	 * gets to it, which takes seconds on a busy host */
+	cleanup_(nlsock) struct mnl_socket *sk = NULL;
+	if (sock_open(&sk) < 0)
+		sk = NULL;
 	pthread_mutex_lock(&spares.lock);
-	for (unsigned i = 0; i < spares.n_ready; i++)
+	for (unsigned i = 0; i < spares.n_ready; i++) {
+		int r = sk ? link_del(sk, spares.ready[i].veth_host) : 0;
+		if (r < 0 && !is_missing(r))
+			log_warn("spare namespace: delete '%s': %s", spares.ready[i].veth_host,
+				 strerror(-r));
 		ns_del(spares.ready[i].ns_path);
+	}
 	spares.n_ready = 0;
 	spares.running = false;
 	pthread_mutex_unlock(&spares.lock);
