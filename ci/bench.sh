@@ -4,7 +4,7 @@
 # + bridge + TAP), nft (exposed ports as map elements), dnat (the data path through DNAT: first
 # connection, throughput against direct and socat), deploy (deploy -> ready against the same QEMU
 # command by hand).
-# Usage: ci/bench.sh [RPC_ROUNDS]; PLUMBING_MACHINES (50) and DEPLOY_ROUNDS (5) in the
+# Usage: ci/bench.sh [RPC_ROUNDS]; PLUMBING_MACHINES (50) and DEPLOY_ROUNDS (9) in the
 # environment. A benchmark that cannot run here (exit 77: no QEMU, no kernel package) is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,4 +31,4 @@ skippable unshare --net --mount --propagation private --fork build/test/bench_dn
 echo "== deploy"
 # it re-executes itself under unshare, like the integration tests
 export SISTEMO_BIN="$PWD/build/sistemo"
-skippable bash test/bench/deploy.sh "${DEPLOY_ROUNDS:-5}"
+skippable bash test/bench/deploy.sh "${DEPLOY_ROUNDS:-9}"
