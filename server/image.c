@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 #include "daemon.h"
-#include "image_fetch.h"
 #include "kit_tree.h"
 #include "log.h"
 #include "macro.h"
@@ -88,8 +87,8 @@ image_tag_normalize(const char *ref, char *buf, size_t size, struct err *err)
 	return 0;
 }
 
-static void
-store_dir(const struct daemon *d, const char *sub, char *buf, size_t size)
+void
+image_store_dir(const struct daemon *d, const char *sub, char *buf, size_t size)
 {
 	char rel[64];
 
@@ -103,7 +102,7 @@ image_tmp_file(struct daemon *d, const char *what, char *path, size_t size, stru
 	char dir[PATH_MAX];
 	int fd;
 
-	store_dir(d, "tmp", dir, sizeof(dir));
+	image_store_dir(d, "tmp", dir, sizeof(dir));
 	if (kit_path(path, size, "%s/%s-XXXXXX", dir, what) < 0)
 		return err_set(err, ERR_INVALID, NULL, ENAMETOOLONG, "path '%s' too long", dir);
 	if ((fd = mkostemp(path, O_CLOEXEC)) < 0)
@@ -170,7 +169,7 @@ store_file(struct daemon *d, const char *tmp, const struct image_add *a, char he
 	if (a->sha256 && *a->sha256 && strcasecmp(a->sha256, hex) != 0)
 		return err_set(err, ERR_INVALID, "sha256", EBADMSG,
 			       "sha256 mismatch: expected %s, got %s", a->sha256, hex);
-	store_dir(d, "sha256", dir, sizeof(dir));
+	image_store_dir(d, "sha256", dir, sizeof(dir));
 	if (kit_path(final, size, "%s/%s.ext4", dir, hex) < 0)
 		return err_set(err, ERR_INVALID, NULL, ENAMETOOLONG, "path '%s' too long", dir);
 	/* the same bytes may be there already: replacing them changes nothing */
@@ -240,12 +239,12 @@ image_store_init(struct daemon *d, struct err *err)
 	int r;
 
 	for (size_t i = 0; i < ARRAY_SIZE(subs); i++) {
-		store_dir(d, subs[i], dir, sizeof(dir));
+		image_store_dir(d, subs[i], dir, sizeof(dir));
 		if (mkdir(dir, 0700) < 0 && errno != EEXIST)
 			return err_set(err, ERR_INTERNAL, NULL, errno, "mkdir '%s': %s", dir,
 				       strerror(errno));
 	}
-	store_dir(d, "tmp", dir, sizeof(dir));
+	image_store_dir(d, "tmp", dir, sizeof(dir));
 	if ((r = kit_tree_remove(dir)) < 0 || mkdir(dir, 0700) < 0)
 		return err_set(err, ERR_INTERNAL, NULL, r < 0 ? -r : errno, "empty '%s': %s", dir,
 			       strerror(r < 0 ? -r : errno));
@@ -253,8 +252,8 @@ image_store_init(struct daemon *d, struct err *err)
 	return 0;
 }
 
-static bool
-is_builtin(const char *name)
+bool
+image_is_builtin(const char *name)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(builtins); i++)
 		if (streq(name, builtins[i]))
@@ -262,9 +261,8 @@ is_builtin(const char *name)
 	return false;
 }
 
-/* The store's lookup key for ref: digests as they are, names as name:tag. */
-static int
-lookup_key(const char *ref, char *buf, size_t size, struct err *err)
+int
+image_lookup_key(const char *ref, char *buf, size_t size, struct err *err)
 {
 	if (strncmp(ref, "sha256:", 7) == 0) {
 		size_t n = strlen(ref + 7);
@@ -282,7 +280,7 @@ int
 image_get(struct daemon *d, const char *ref, struct image_info *ret, struct err *err)
 {
 	char key[160];
-	int r = lookup_key(ref, key, sizeof(key), err);
+	int r = image_lookup_key(ref, key, sizeof(key), err);
 
 	if (r < 0)
 		return r;
@@ -301,7 +299,7 @@ image_delete(struct daemon *d, const char *ref, struct image_info *ret, struct e
 
 	if (r < 0)
 		return r;
-	lookup_key(ref, key, sizeof(key), err);
+	image_lookup_key(ref, key, sizeof(key), err);
 	if ((r = store_image_remove(d->store, ret, strncmp(key, "sha256:", 7) ? key : NULL, &gone,
 				    err)) < 0)
 		return r;
@@ -367,8 +365,8 @@ image_import(struct daemon *d, const char *path, const char *name, const struct 
 
 /* ---- resolution ------------------------------------------------------------------------ */
 
-static bool
-is_url(const char *ref)
+bool
+image_is_url(const char *ref)
 {
 	return strncmp(ref, "http://", 7) == 0 || strncmp(ref, "https://", 8) == 0;
 }
@@ -392,10 +390,11 @@ image_check_ref(const struct daemon *d, const char *ref, struct err *err)
 			       : err_set(err, ERR_INVALID, "image", EINVAL,
 					 "image file '%s' is not an ext4 filesystem", ref);
 	}
-	if (is_url(ref) || is_builtin(ref) || d->cfg.registry_url[0])
-		return lookup_key(is_url(ref) ? "url" : ref, key, sizeof(key), err) < 0 ? -EINVAL
-											: 0;
-	if (lookup_key(ref, key, sizeof(key), &probe) == 0 && (im = malloc(sizeof(*im)))) {
+	if (image_is_url(ref) || image_is_builtin(ref) || d->cfg.registry_url[0])
+		return image_lookup_key(image_is_url(ref) ? "url" : ref, key, sizeof(key), err) < 0
+			       ? -EINVAL
+			       : 0;
+	if (image_lookup_key(ref, key, sizeof(key), &probe) == 0 && (im = malloc(sizeof(*im)))) {
 		r = store_image_get(d->store, key, im, &probe);
 		free(im);
 		if (r == 0)
@@ -406,112 +405,6 @@ image_check_ref(const struct daemon *d, const char *ref, struct err *err)
 		       "(sistemo image list), and no registry_url is configured; or give an "
 		       "absolute path to an ext4 file or an http(s) URL",
 		       ref);
-}
-
-/* A local ext4 file, used where it is: only its digest is taken. */
-static int
-resolve_path(const char *path, const struct image_progress *p, struct image_info *ret,
-	     struct err *err)
-{
-	cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	char hex[65];
-	int r;
-
-	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-		return err_set(err, ERR_NOT_FOUND, "image", ENOENT, "image file '%s' not found",
-			       path);
-	if (!image_is_ext4(fd))
-		return err_set(err, ERR_INVALID, "image", EINVAL,
-			       "image file '%s' is not an ext4 filesystem", path);
-	image_report(p, "image", 20, "computing the digest of '%s'", path);
-	if ((r = image_sha256_fd(fd, hex)) < 0)
-		return err_set(err, ERR_INTERNAL, NULL, -r, "sha256 of '%s': %s", path,
-			       strerror(-r));
-	memset(ret, 0, sizeof(*ret));
-	snprintf(ret->digest, sizeof(ret->digest), "sha256:%s", hex);
-	snprintf(ret->path, sizeof(ret->path), "%s", path);
-	snprintf(ret->source, sizeof(ret->source), "path");
-	snprintf(ret->meta, sizeof(ret->meta), "{}");
-	ret->size_bytes = (uint64_t)st.st_size;
-	return 0;
-}
-
-/* One build of a built-in at a time: flock on images/.builtin-<name>.lock. */
-static int
-builtin_lock(struct daemon *d, const char *name, struct err *err)
-{
-	char rel[64], path[PATH_MAX];
-	int fd;
-
-	snprintf(rel, sizeof(rel), "images/.builtin-%s.lock", name);
-	paths_join(&d->paths, rel, path, sizeof(path));
-	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return err_set(err, ERR_INTERNAL, NULL, errno, "'%s': %s", path, strerror(errno));
-	while (flock(fd, LOCK_EX) < 0)
-		if (errno != EINTR) {
-			int e = errno;
-			close(fd);
-			return err_set(err, ERR_INTERNAL, NULL, e, "lock '%s': %s", path,
-				       strerror(e));
-		}
-	return fd;
-}
-
-static int
-build_builtin(struct daemon *d, const char *name, const struct image_progress *p,
-	      struct image_info *ret, struct err *err)
-{
-	char tag[80], dir[PATH_MAX], out[PATH_MAX];
-	int r;
-
-	snprintf(tag, sizeof(tag), "%s:latest", name);
-	cleanup_close int lock = builtin_lock(d, name, err);
-	if (lock < 0)
-		return lock;
-	/* built by another deploy while this one waited */
-	if (store_image_get(d->store, tag, ret, err) == 0 && access(ret->path, R_OK) == 0)
-		return 0;
-	store_dir(d, "tmp", dir, sizeof(dir));
-	if (kit_path(out, sizeof(out), "%s/builtin-%s.ext4", dir, name) < 0)
-		return err_set(err, ERR_INVALID, NULL, ENAMETOOLONG, "path '%s' too long", dir);
-	unlink(out);
-	image_report(p, "image", 0, "building the built-in image '%s'", name);
-	if ((r = kit_image_build_percent(name, out, p ? p->fn : NULL, p ? p->ud : NULL, err)) < 0)
-		return r;
-	struct image_add a = {.source = "builtin", .source_ref = name, .tag = tag};
-	return image_store_add(d, out, &a, ret, err);
-}
-
-int
-image_resolve(struct daemon *d, const char *ref, const struct image_progress *p,
-	      struct image_info *ret, struct err *err)
-{
-	char key[160];
-	int r;
-
-	if (ref[0] == '/')
-		return resolve_path(ref, p, ret, err);
-	if (is_url(ref))
-		return image_fetch_url(d, ref, p, ret, err);
-	if ((r = lookup_key(ref, key, sizeof(key), err)) < 0)
-		return r;
-	if ((r = store_image_get(d->store, key, ret, err)) == 0) {
-		if (access(ret->path, R_OK) == 0)
-			return 0;
-		log_warn("image %s: its file '%s' is gone", ret->digest, ret->path);
-	} else if (r != -ENOENT) {
-		return r;
-	}
-	if (strchr(ref, ':') == NULL && is_builtin(ref))
-		return build_builtin(d, ref, p, ret, err);
-	if (strncmp(ref, "sha256:", 7) == 0 || !d->cfg.registry_url[0])
-		return err_set(err, ERR_NOT_FOUND, "image", ENOENT,
-			       "unknown image '%s': not in the store and no registry_url is "
-			       "configured",
-			       ref);
-	return image_pull(d, ref, p, ret, err);
 }
 
 /* ---- the entrypoint script ---------------------------------------------------------------- */

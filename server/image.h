@@ -71,12 +71,18 @@ int image_delete(struct daemon *d, const char *ref, struct image_info *ret, stru
  * registry. ERR_NOT_FOUND ("unknown image 'x'...") otherwise. */
 int image_check_ref(const struct daemon *d, const char *ref, struct err *err);
 
-/* What a deploy names, as a file to clone (docs/images.md, resolution order): an absolute path
- * to an ext4 file (used in place; its digest computed), an http(s) URL (downloaded once,
- * cached by URL), a name, tag or digest of the store, a built-in (built on first use), then
- * the registry (pulled). */
-int image_resolve(struct daemon *d, const char *ref, const struct image_progress *p,
-		  struct image_info *ret, struct err *err);
+/* images/<sub> of the data dir into buf. */
+void image_store_dir(const struct daemon *d, const char *sub, char *buf, size_t size);
+
+/* True for the names of the built-in images (tiny, debian). */
+bool image_is_builtin(const char *name);
+
+/* True when ref is an http:// or https:// URL. */
+bool image_is_url(const char *ref);
+
+/* The store's lookup key for ref: digests as they are (sha256: and 8 to 64 lowercase hex
+ * digits, else ERR_INVALID), names as name:tag. */
+int image_lookup_key(const char *ref, char *buf, size_t size, struct err *err);
 
 /* The sh script /etc/sistemo/entrypoint for an image's metadata (entrypoint + cmd, env,
  * workdir, each word single-quoted) into out: 1, or 0 when the image has no command. */

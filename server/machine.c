@@ -16,6 +16,7 @@
 #include "daemon.h"
 #include "host.h"
 #include "image.h"
+#include "image_resolve.h"
 #include "kit.h"
 #include "log.h"
 #include "macro.h"
@@ -29,15 +30,6 @@
 
 #define STOP_GRACE_MS 30000
 #define TCG_BOOT_FACTOR 3
-
-void
-machine_run_dir(const struct daemon *d, const char *id, char *buf, size_t size)
-{
-	char rel[64];
-
-	snprintf(rel, sizeof(rel), "vms/%.40s", id);
-	paths_join(&d->paths, rel, buf, size);
-}
 
 static void
 progress(struct op *op, const char *step, unsigned percent, const char *msg)
@@ -229,7 +221,7 @@ boot(struct daemon *d, const struct machine_info *m, struct op *op, pid_t *ret_p
 	if ((r = find_kernel(d, op, &k, err)) < 0)
 		return r;
 	netns_names_for(m->id, &nn);
-	machine_run_dir(d, m->id, run_dir, sizeof(run_dir));
+	paths_machine_dir(&d->paths, m->id, run_dir, sizeof(run_dir));
 	if ((r = volume_machine_disks(d, m, &disks, err)) < 0 ||
 	    (r = cmdline_for(d, m, disks->cmdline, cmdline, sizeof(cmdline), err)) < 0)
 		return r;
@@ -306,7 +298,7 @@ make_disk(struct daemon *d, const struct machine_spec *spec, const struct machin
 	if ((r = resolve_image(d, spec->image, op, im, err)) < 0 ||
 	    (r = store_machine_set_image_digest(d->store, m->id, im->digest, err)) < 0)
 		return r;
-	machine_run_dir(d, m->id, run_dir, sizeof(run_dir));
+	paths_machine_dir(&d->paths, m->id, run_dir, sizeof(run_dir));
 	if (mkdir(run_dir, 0700) < 0)
 		return err_set(err, ERR_INTERNAL, NULL, errno, "create '%s': %s", run_dir,
 			       strerror(errno));
@@ -391,7 +383,7 @@ deploy_rollback(struct daemon *d, const struct machine_info *m, int reached)
 	char run_dir[PATH_MAX];
 
 	netns_names_for(m->id, &nn);
-	machine_run_dir(d, m->id, run_dir, sizeof(run_dir));
+	paths_machine_dir(&d->paths, m->id, run_dir, sizeof(run_dir));
 	if (reached >= 3 && netns_machine_delete(&nn, &err) < 0)
 		log_warn("rollback of '%s': %s", m->name, err.msg);
 	if (reached >= 2)
@@ -448,7 +440,7 @@ fail:
 	if (pid > 0) {
 		char run_dir[PATH_MAX];
 		bool clean;
-		machine_run_dir(d, ret->id, run_dir, sizeof(run_dir));
+		paths_machine_dir(&d->paths, ret->id, run_dir, sizeof(run_dir));
 		vmm_stop(vmm_driver_find(ret->driver), run_dir, pid, 0, &clean, NULL);
 	}
 	deploy_rollback(d, ret, reached);
@@ -498,7 +490,7 @@ halt(struct daemon *d, const struct machine_info *m, unsigned grace_ms)
 	char run_dir[PATH_MAX];
 	bool clean = false;
 
-	machine_run_dir(d, m->id, run_dir, sizeof(run_dir));
+	paths_machine_dir(&d->paths, m->id, run_dir, sizeof(run_dir));
 	if (m->pid > 0 && vmm_alive((pid_t)m->pid, run_dir) &&
 	    vmm_stop(vmm_driver_find(m->driver), run_dir, (pid_t)m->pid, grace_ms, &clean, &err) <
 		    0)
@@ -535,7 +527,7 @@ finish_delete(struct daemon *d, const struct machine_info *m, bool preserve, str
 		store_machine_set_state(d->store, m->id, "error", 0, 0, err->msg, NULL);
 		return err_wrap(err, "delete machine '%s'", m->name);
 	}
-	machine_run_dir(d, m->id, run_dir, sizeof(run_dir));
+	paths_machine_dir(&d->paths, m->id, run_dir, sizeof(run_dir));
 	remove_tree(run_dir);
 	return store_machine_delete(d->store, m->id, err);
 }
@@ -579,7 +571,7 @@ recover_one(struct daemon *d, const char *id)
 
 	if (store_machine_get(d->store, id, &m, &err) < 0)
 		return;
-	machine_run_dir(d, m.id, run_dir, sizeof(run_dir));
+	paths_machine_dir(&d->paths, m.id, run_dir, sizeof(run_dir));
 	bool alive = m.pid > 0 && vmm_alive((pid_t)m.pid, run_dir);
 	if (streq(m.state, "creating")) {
 		log_warn("machine '%s': deploy interrupted by a restart: rolling it back", m.name);
@@ -678,7 +670,7 @@ reconcile_one(struct daemon *d, const char *id)
 
 	if (store_machine_get(d->store, id, &m, &err) < 0 || !streq(m.state, "running"))
 		return;
-	machine_run_dir(d, m.id, run_dir, sizeof(run_dir));
+	paths_machine_dir(&d->paths, m.id, run_dir, sizeof(run_dir));
 	if (m.pid <= 0 || vmm_alive((pid_t)m.pid, run_dir))
 		return;
 	waitpid((pid_t)m.pid, NULL, WNOHANG);

@@ -60,5 +60,3 @@ int machine_recover(struct daemon *d, struct err *err);
  * namespace; orphaned namespaces are removed; exited VMM children are reaped. */
 void machine_reconcile(struct daemon *d);
 
-/* The machine's run directory: <data dir>/vms/<id>. */
-void machine_run_dir(const struct daemon *d, const char *id, char *buf, size_t size);

@@ -128,3 +128,12 @@ paths_create_tree(const struct paths *p, struct err *err)
 	}
 	return 0;
 }
+
+int
+paths_machine_dir(const struct paths *p, const char *id, char *buf, size_t size)
+{
+	char rel[64];
+
+	snprintf(rel, sizeof(rel), "vms/%.40s", id);
+	return paths_join(p, rel, buf, size);
+}

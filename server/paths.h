@@ -27,3 +27,6 @@ int paths_create_tree(const struct paths *p, struct err *err);
 
 /* Joins data_dir and a relative name into buf. */
 int paths_join(const struct paths *p, const char *name, char *buf, size_t size);
+
+/* <data dir>/vms/<id>: a machine's directory (root disk, console log, VMM run files). */
+int paths_machine_dir(const struct paths *p, const char *id, char *buf, size_t size);

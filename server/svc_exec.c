@@ -84,7 +84,7 @@ machines_logs(struct call *c, const ProtobufCMessage *in, ProtobufCMessage **ret
 
 	if (store_machine_get(c->d->store, req->machine, &m, err) < 0)
 		return -ENOENT;
-	machine_run_dir(c->d, m.id, path, sizeof(path) - 16);
+	paths_machine_dir(&c->d->paths, m.id, path, sizeof(path) - 16);
 	strcat(path, "/console.log");
 	uint64_t start = log_start(path, req);
 	if (read_log(path, start, c->arena, &out->data, &out->next_offset) < 0)

@@ -17,7 +17,6 @@
 #include "kit_rootfs.h"
 #include "kit_run.h"
 #include "log.h"
-#include "machine.h"
 #include "macro.h"
 #include "ops.h"
 #include "ssh.h"
@@ -677,7 +676,7 @@ volume_deploy_disk(struct daemon *d, const struct machine_info *m, struct op *op
 			       m->name);
 	if (r < 0 || (r = volume_file(d, &root, file, sizeof(file), err)) < 0)
 		return r;
-	machine_run_dir(d, m->id, run_dir, sizeof(run_dir));
+	paths_machine_dir(&d->paths, m->id, run_dir, sizeof(run_dir));
 	if (mkdir(run_dir, 0700) < 0)
 		return err_set(err, ERR_INTERNAL, NULL, errno, "create '%s': %s", run_dir,
 			       strerror(errno));
@@ -761,7 +760,7 @@ volume_machine_disks(struct daemon *d, const struct machine_info *m, struct volu
 		return r;
 	if (!o->root[0]) {
 		char run_dir[PATH_MAX];
-		machine_run_dir(d, m->id, run_dir, sizeof(run_dir));
+		paths_machine_dir(&d->paths, m->id, run_dir, sizeof(run_dir));
 		snprintf(o->root, sizeof(o->root), "%.*s/rootfs.ext4", PATH_MAX - 16, run_dir);
 	}
 	*ret = TAKE_PTR(o);
