@@ -59,4 +59,3 @@ int machine_recover(struct daemon *d, struct err *err);
 /* One reconciler pass: running machines whose VMM died become stopped and lose their
  * namespace; orphaned namespaces are removed; exited VMM children are reaped. */
 void machine_reconcile(struct daemon *d);
-
