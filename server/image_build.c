@@ -381,31 +381,16 @@ stage_debian(struct build *b, struct err *err)
 
 /* ---- an SSH server ------------------------------------------------------------------------ */
 
-/* True when path exists in the tree, links resolved inside it (as the guest will). */
-static bool
-in_tree(int root, const char *path, bool executable)
-{
-	struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT};
-	int fd = (int)syscall(SYS_openat2, root, path, &how, sizeof(how));
-	struct stat st;
-	bool ok = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-		  (!executable || (st.st_mode & 0111));
-
-	if (fd >= 0)
-		close(fd);
-	return ok;
-}
-
 static const char *
 ssh_found(int root)
 {
 	static const char *const dropbears[] = {"usr/sbin/dropbear", "usr/bin/dropbear",
 						"sbin/dropbear", "bin/dropbear"};
 
-	if (in_tree(root, "usr/sbin/sshd", true))
+	if (kit_tree_has(root, "usr/sbin/sshd", true))
 		return "openssh";
 	for (size_t i = 0; i < ARRAY_SIZE(dropbears); i++)
-		if (in_tree(root, dropbears[i], true))
+		if (kit_tree_has(root, dropbears[i], true))
 			return "dropbear";
 	return NULL;
 }
@@ -431,7 +416,7 @@ add_ssh(struct build *b, struct err *err)
 	if (root < 0)
 		return err_set(err, ERR_INTERNAL, NULL, errno, "'%s': %s", b->tree,
 			       strerror(errno));
-	if (!in_tree(root, "bin/sh", true))
+	if (!kit_tree_has(root, "bin/sh", true))
 		image_report(b->p, "ssh", 70,
 			     "warning: the tree has no /bin/sh: the sistemo init cannot run in it");
 	if ((found = ssh_found(root))) {
@@ -440,7 +425,8 @@ add_ssh(struct build *b, struct err *err)
 		image_report(b->p, "ssh", 70, "SSH server: %s (in the tree)", found);
 		return 0;
 	}
-	if (in_tree(root, "usr/bin/dpkg", true) && in_tree(root, "var/lib/dpkg/status", false)) {
+	if (kit_tree_has(root, "usr/bin/dpkg", true) &&
+	    kit_tree_has(root, "var/lib/dpkg/status", false)) {
 		image_report(b->p, "ssh", 64,
 			     "no SSH server in the tree: adding openssh-server with apt (a "
 			     "Debian-based tree)");

@@ -636,21 +636,10 @@ static int
 partial_open(struct daemon *d, const char *key, char *path, size_t size, struct err *err)
 {
 	char rel[160];
-	int fd;
 
 	snprintf(rel, sizeof(rel), "images/downloads/%s.partial", key);
 	paths_join(&d->paths, rel, path, size);
-	fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return err_set(err, ERR_INTERNAL, NULL, errno, "'%s': %s", path, strerror(errno));
-	while (flock(fd, LOCK_EX) < 0)
-		if (errno != EINTR) {
-			int e = errno;
-			close(fd);
-			return err_set(err, ERR_INTERNAL, NULL, e, "lock '%s': %s", path,
-				       strerror(e));
-		}
-	return fd;
+	return kit_lock_file(path, O_APPEND, err);
 }
 
 struct fetch {

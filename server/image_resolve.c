@@ -49,21 +49,10 @@ static int
 builtin_lock(struct daemon *d, const char *name, struct err *err)
 {
 	char rel[64], path[PATH_MAX];
-	int fd;
 
 	snprintf(rel, sizeof(rel), "images/.builtin-%s.lock", name);
 	paths_join(&d->paths, rel, path, sizeof(path));
-	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return err_set(err, ERR_INTERNAL, NULL, errno, "'%s': %s", path, strerror(errno));
-	while (flock(fd, LOCK_EX) < 0)
-		if (errno != EINTR) {
-			int e = errno;
-			close(fd);
-			return err_set(err, ERR_INTERNAL, NULL, e, "lock '%s': %s", path,
-				       strerror(e));
-		}
-	return fd;
+	return kit_lock_file(path, 0, err);
 }
 
 static int

@@ -755,17 +755,6 @@ debs_into_tree(int root, const char *archives, unsigned *ret_n)
 	return r;
 }
 
-/* True when path is a regular file of the tree, links resolved inside it. */
-static bool
-tree_has(int root, const char *path)
-{
-	struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT};
-	cleanup_close int fd = (int)syscall(SYS_openat2, root, path, &how, sizeof(how));
-	struct stat st;
-
-	return fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-}
-
 /* `systemctl enable ssh`, by hand, where systemd runs the tree: the image's presets (ours says
  * "disable *") may have kept the package's scripts from enabling it. */
 static int
@@ -778,7 +767,7 @@ enable_ssh_unit(int root)
 	};
 	int r = 0;
 
-	if (!tree_has(root, unit + 1))
+	if (!kit_tree_has(root, unit + 1, false))
 		return 0;
 	if ((r = kit_tree_mkdir(root, "etc/systemd/system/multi-user.target.wants", 0755)) < 0)
 		return r;

@@ -377,21 +377,10 @@ static int
 build_lock(const struct place *p, struct err *err)
 {
 	char path[PATH_MAX];
-	int fd;
 
 	if (kit_path(path, sizeof(path), "%s/.%s.lock", p->dir, p->base) < 0)
 		return err_set(err, ERR_INVALID, NULL, ENAMETOOLONG, "path '%s' too long", p->dir);
-	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return err_set(err, ERR_INTERNAL, NULL, errno, "'%s': %s", path, strerror(errno));
-	while (flock(fd, LOCK_EX) < 0)
-		if (errno != EINTR) {
-			int e = errno;
-			close(fd);
-			return err_set(err, ERR_INTERNAL, NULL, e, "lock '%s': %s", path,
-				       strerror(e));
-		}
-	return fd;
+	return kit_lock_file(path, 0, err);
 }
 
 /* Staging directories of this image left by a build that died (the lock is ours). */

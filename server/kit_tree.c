@@ -10,7 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/openat2.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "macro.h"
@@ -436,4 +439,32 @@ kit_tree_elf_static(const char *path)
 			return false;
 	}
 	return eh.e_type == ET_EXEC || eh.e_type == ET_DYN;
+}
+
+bool
+kit_tree_has(int root, const char *path, bool executable)
+{
+	struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT};
+	cleanup_close int fd = (int)syscall(SYS_openat2, root, path, &how, sizeof(how));
+	struct stat st;
+
+	return fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+	       (!executable || (st.st_mode & 0111));
+}
+
+int
+kit_lock_file(const char *path, int flags, struct err *err)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | flags, 0600);
+
+	if (fd < 0)
+		return err_set(err, ERR_INTERNAL, NULL, errno, "'%s': %s", path, strerror(errno));
+	while (flock(fd, LOCK_EX) < 0)
+		if (errno != EINTR) {
+			int e = errno;
+			close(fd);
+			return err_set(err, ERR_INTERNAL, NULL, e, "lock '%s': %s", path,
+				       strerror(e));
+		}
+	return fd;
 }

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "err.h"
+
 /* Formats a path into buf: 0, or -ENAMETOOLONG when it does not fit. */
 int kit_path(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -53,3 +55,11 @@ bool kit_tree_elf_static(const char *path);
 /* Copies the open file src into dst (both at offset 0) keeping holes: SEEK_DATA/SEEK_HOLE and
  * copy_file_range, read/write where that is refused. dst ends up src's size. */
 int kit_tree_copy_sparse(int src, int dst);
+
+/* True when path is a regular file of the tree at root (a directory fd), links resolved inside
+ * the tree as the guest will (openat2 RESOLVE_IN_ROOT); with executable, an executable one. */
+bool kit_tree_has(int root, const char *path, bool executable);
+
+/* Opens path (created 0600, never through a link; flags added, e.g. O_APPEND) and takes an
+ * exclusive flock on it, waiting; returns the fd, which holds the lock until closed. */
+int kit_lock_file(const char *path, int flags, struct err *err);
